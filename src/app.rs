@@ -1,0 +1,151 @@
+//! Wiring: builds the families, registry and state, starts the workers and the HTTP server,
+//! waits for a signal or a fatal error, and shuts everything down in order.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, bounded, select};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::{Handle, Signals};
+
+use crate::config::{Config, WebConfig};
+use crate::families::{ExporterFamilies, FluxbaseFamilies};
+use crate::health::HealthBoard;
+use crate::http::{HttpServer, StartError};
+use crate::metrics::{Registry, SeriesLimit};
+use crate::process::{ProcessCollector, ProcessSnapshot};
+use crate::published::Published;
+use crate::state::State;
+use crate::workers::Workers;
+use crate::workers::system::SystemWorker;
+
+/// Why the exporter stopped other than by a signal.
+#[derive(Debug)]
+pub enum RunError {
+    /// Could not install the signal handlers or start a thread.
+    Startup(io::Error),
+    /// Could not start serving.
+    Http(StartError),
+    /// Serving stopped on its own (the listener died).
+    Fatal(String),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Startup(err) => write!(f, "cannot start: {err}"),
+            RunError::Http(err) => err.fmt(f),
+            RunError::Fatal(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Runs the exporter until SIGTERM or SIGINT (then returns `Ok`) or a fatal error.
+pub fn run(config: Config) -> Result<(), RunError> {
+    let started = Instant::now();
+    // Listen for signals first, so one that arrives during start-up is not lost.
+    let signals = SignalListener::start().map_err(RunError::Startup)?;
+
+    let limit = SeriesLimit::new(config.max_series);
+    let exporter = Arc::new(ExporterFamilies::new(&limit));
+    let process = Arc::new(Published::new(ProcessSnapshot::default()));
+    let mut registry = Registry::new();
+    registry.register(Arc::new(FluxbaseFamilies::new(&limit, started)));
+    registry.register(exporter.clone());
+    registry.register(limit);
+    registry.register(Arc::new(ProcessCollector::new(Arc::clone(&process))));
+
+    let mut workers = Workers::new();
+    let outcome = workers
+        .spawn(SystemWorker::new(Arc::clone(&process)))
+        .map_err(RunError::Startup)
+        .and_then(|()| {
+            let state = State {
+                registry,
+                exporter,
+                process,
+                health: Arc::new(HealthBoard::default()),
+                started,
+                auth_token: None,
+                telemetry_path: String::new(),
+            };
+            serve_until_stopped(config.web, state, signals.stops())
+        });
+    workers.shutdown();
+    signals.stop();
+    outcome
+}
+
+/// Serves until a signal or a fatal error, then stops the HTTP server (in-flight requests are
+/// answered first).
+fn serve_until_stopped(
+    web: WebConfig,
+    mut state: State,
+    signals: &Receiver<i32>,
+) -> Result<(), RunError> {
+    state.auth_token = web.auth_token;
+    state.telemetry_path = web.telemetry_path;
+    let (fatal_sender, fatal) = bounded::<String>(1);
+    let http = HttpServer::start(
+        web.listen_address,
+        web.threads,
+        Arc::new(state),
+        fatal_sender,
+    )
+    .map_err(RunError::Http)?;
+    log::info!(address:% = http.local_addr(), threads = web.threads; "listening");
+
+    let outcome = select! {
+        recv(signals) -> signal => {
+            log::info!(signal = signal.unwrap_or_default(); "shutting down");
+            Ok(())
+        }
+        recv(fatal) -> message => Err(RunError::Fatal(message.unwrap_or_default())),
+    };
+    http.shutdown();
+    outcome
+}
+
+/// A thread that turns SIGTERM and SIGINT into messages on a channel.
+struct SignalListener {
+    handle: Handle,
+    thread: JoinHandle<()>,
+    stops: Receiver<i32>,
+}
+
+impl SignalListener {
+    fn start() -> io::Result<Self> {
+        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        let handle = signals.handle();
+        let (sender, stops) = bounded(4);
+        let thread = thread::Builder::new()
+            .name("signals".to_owned())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    let _ = sender.try_send(signal);
+                }
+            })?;
+        Ok(SignalListener {
+            handle,
+            thread,
+            stops,
+        })
+    }
+
+    fn stops(&self) -> &Receiver<i32> {
+        &self.stops
+    }
+
+    /// Ends the listening loop and joins the thread.
+    fn stop(self) {
+        self.handle.close();
+        if self.thread.join().is_err() {
+            log::error!("signal thread panicked");
+        }
+    }
+}

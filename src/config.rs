@@ -1,0 +1,457 @@
+//! Configuration: command-line flags (each also read from an environment variable), validated
+//! once into a [`Config`].
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+
+use crate::build_info;
+use crate::http::auth::BearerToken;
+use crate::logging::LogFormat;
+
+/// The default listening port. Fluxbase uses 8080 (API) and 9090 (metrics), postgres_exporter
+/// 9187 and node_exporter 9100; 9745 clashes with none of them.
+pub const DEFAULT_PORT: u16 = 9745;
+
+/// The environment variable holding the bearer token for `/api/v1/monitoring/metrics`. A token is
+/// never accepted as a command-line value, where `ps` would show it.
+pub const AUTH_TOKEN_ENV: &str = "FLUXBASE_EXPORTER_AUTH_TOKEN";
+
+/// Paths the exporter serves besides the telemetry path.
+pub const RESERVED_PATHS: &[&str] = &[
+    "/",
+    "/health",
+    "/livez",
+    "/readyz",
+    "/api/v1/monitoring/metrics",
+    "/api/v1/monitoring/health",
+];
+
+/// The command line, as clap parses it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fluxbase-exporter",
+    version = build_info::VERSION_LINE,
+    about = "Prometheus metrics, JSON system metrics and health checks for Fluxbase, measured from outside its process."
+)]
+pub struct Flags {
+    /// Address to listen on: HOST:PORT, or :PORT for every IPv4 interface.
+    #[arg(
+        long = "web.listen-address",
+        env = "FLUXBASE_EXPORTER_WEB_LISTEN_ADDRESS",
+        value_name = "ADDRESS",
+        default_value = ":9745"
+    )]
+    pub web_listen_address: String,
+
+    /// Path under which to expose Prometheus metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "FLUXBASE_EXPORTER_WEB_TELEMETRY_PATH",
+        value_name = "PATH",
+        default_value = "/metrics"
+    )]
+    pub web_telemetry_path: String,
+
+    /// File holding the bearer token that /api/v1/monitoring/metrics requires (or set
+    /// FLUXBASE_EXPORTER_AUTH_TOKEN).
+    #[arg(
+        long = "web.auth-token-file",
+        env = "FLUXBASE_EXPORTER_WEB_AUTH_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub web_auth_token_file: Option<PathBuf>,
+
+    /// Number of HTTP worker threads.
+    #[arg(
+        long = "web.threads",
+        env = "FLUXBASE_EXPORTER_WEB_THREADS",
+        value_name = "N",
+        default_value_t = 4
+    )]
+    pub web_threads: usize,
+
+    /// Maximum number of series one labelled family may hold; further label sets are dropped
+    /// and counted in fluxbase_exporter_series_dropped_total.
+    #[arg(
+        long = "metrics.max-series",
+        env = "FLUXBASE_EXPORTER_METRICS_MAX_SERIES",
+        value_name = "N",
+        default_value_t = 1000
+    )]
+    pub metrics_max_series: usize,
+
+    /// Only log messages with the given severity or above: error, warn, info, debug, trace
+    /// [default: info, or debug when FLUXBASE_DEBUG=true].
+    #[arg(
+        long = "log.level",
+        env = "FLUXBASE_EXPORTER_LOG_LEVEL",
+        value_name = "LEVEL"
+    )]
+    pub log_level: Option<String>,
+
+    /// Output format of log messages: json or logfmt.
+    #[arg(
+        long = "log.format",
+        env = "FLUXBASE_EXPORTER_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "json"
+    )]
+    pub log_format: String,
+}
+
+/// The validated configuration the exporter runs with.
+#[derive(Debug)]
+pub struct Config {
+    pub web: WebConfig,
+    pub log: LogConfig,
+    /// The cardinality guard: series per labelled family.
+    pub max_series: usize,
+}
+
+#[derive(Debug)]
+pub struct WebConfig {
+    pub listen_address: SocketAddr,
+    pub telemetry_path: String,
+    pub threads: usize,
+    /// `None`: the JSON metrics endpoint answers 403 saying how to configure a token.
+    pub auth_token: Option<BearerToken>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    pub level: log::LevelFilter,
+    pub format: LogFormat,
+}
+
+/// A setting that cannot be used, and why. Displays as one line naming the setting.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(setting: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            setting: setting.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.setting, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Validates parsed flags. `env` looks up the variables that are not flags
+    /// (`FLUXBASE_EXPORTER_AUTH_TOKEN`, `FLUXBASE_DEBUG`); production passes the process
+    /// environment, tests a map.
+    pub fn from_flags(
+        flags: Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let listen_address = parse_listen_address(&flags.web_listen_address)
+            .map_err(|message| ConfigError::new("--web.listen-address", message))?;
+        let telemetry_path = validate_telemetry_path(&flags.web_telemetry_path)
+            .map_err(|message| ConfigError::new("--web.telemetry-path", message))?;
+        if !(1..=256).contains(&flags.web_threads) {
+            return Err(ConfigError::new(
+                "--web.threads",
+                "must be between 1 and 256",
+            ));
+        }
+        if flags.metrics_max_series == 0 {
+            return Err(ConfigError::new(
+                "--metrics.max-series",
+                "must be at least 1",
+            ));
+        }
+        let auth_token = auth_token(flags.web_auth_token_file.as_deref(), env)?;
+        let level = log_level(flags.log_level.as_deref(), env)?;
+        let format = flags
+            .log_format
+            .parse::<LogFormat>()
+            .map_err(|message| ConfigError::new("--log.format", message))?;
+        Ok(Config {
+            web: WebConfig {
+                listen_address,
+                telemetry_path,
+                threads: flags.web_threads,
+                auth_token,
+            },
+            log: LogConfig { level, format },
+            max_series: flags.metrics_max_series,
+        })
+    }
+}
+
+/// `:PORT` (every IPv4 interface, as Go exporters write it), `HOST:PORT` or `[V6]:PORT`.
+pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let candidate = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_owned(),
+    };
+    let mut addresses = candidate
+        .to_socket_addrs()
+        .map_err(|err| format!("{text:?} is not HOST:PORT or :PORT ({err})"))?;
+    addresses
+        .next()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+fn validate_telemetry_path(path: &str) -> Result<String, String> {
+    if !path.starts_with('/') || path.len() < 2 {
+        return Err(format!("{path:?} must start with / and name a path"));
+    }
+    if path.contains(['?', '#']) || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{path:?} must be a plain path"));
+    }
+    if RESERVED_PATHS.contains(&path) {
+        return Err(format!("{path:?} is already served by another endpoint"));
+    }
+    Ok(path.to_owned())
+}
+
+fn auth_token(
+    file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<BearerToken>, ConfigError> {
+    let from_env = env(AUTH_TOKEN_ENV).filter(|value| !value.is_empty());
+    match (file, from_env) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            "--web.auth-token-file",
+            format!("set either --web.auth-token-file or {AUTH_TOKEN_ENV}, not both"),
+        )),
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                ConfigError::new(
+                    "--web.auth-token-file",
+                    format!("cannot read {}: {err}", path.display()),
+                )
+            })?;
+            BearerToken::new(text.trim()).map(Some).ok_or_else(|| {
+                ConfigError::new(
+                    "--web.auth-token-file",
+                    format!("{} holds no token", path.display()),
+                )
+            })
+        }
+        (None, Some(value)) => BearerToken::new(value.trim())
+            .map(Some)
+            .ok_or_else(|| ConfigError::new(AUTH_TOKEN_ENV, "holds only white space")),
+        (None, None) => Ok(None),
+    }
+}
+
+fn log_level(
+    flag: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<log::LevelFilter, ConfigError> {
+    if let Some(level) = flag {
+        return match level.to_ascii_lowercase().as_str() {
+            "error" => Ok(log::LevelFilter::Error),
+            "warn" | "warning" => Ok(log::LevelFilter::Warn),
+            "info" => Ok(log::LevelFilter::Info),
+            "debug" => Ok(log::LevelFilter::Debug),
+            "trace" => Ok(log::LevelFilter::Trace),
+            _ => Err(ConfigError::new(
+                "--log.level",
+                format!("{level:?} is not one of error, warn, info, debug, trace"),
+            )),
+        };
+    }
+    // Fluxbase's own switch, read the way Go's strconv.ParseBool reads it.
+    match env("FLUXBASE_DEBUG").as_deref().map(str::trim) {
+        None | Some("") => Ok(log::LevelFilter::Info),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(log::LevelFilter::Debug),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(log::LevelFilter::Info),
+        Some(other) => Err(ConfigError::new(
+            "FLUXBASE_DEBUG",
+            format!("{other:?} is not true or false"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let flags =
+            Flags::try_parse_from(std::iter::once("fluxbase-exporter").chain(args.iter().copied()))
+                .expect("flags parse");
+        Config::from_flags(flags, &|name| env.get(name).cloned())
+    }
+
+    fn error(args: &[&str], env: &[(&str, &str)]) -> String {
+        config(args, env).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_serve_every_interface_on_the_default_port() {
+        let config = config(&[], &[]).unwrap();
+        assert_eq!(
+            config.web.listen_address,
+            SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))
+        );
+        assert_eq!(config.web.telemetry_path, "/metrics");
+        assert_eq!(config.web.threads, 4);
+        assert!(config.web.auth_token.is_none());
+        assert_eq!(config.max_series, 1000);
+        assert_eq!(
+            config.log,
+            LogConfig {
+                level: log::LevelFilter::Info,
+                format: LogFormat::Json
+            }
+        );
+    }
+
+    #[test]
+    fn listen_address_forms() {
+        assert_eq!(
+            parse_listen_address(":0").unwrap(),
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        );
+        assert_eq!(
+            parse_listen_address("127.0.0.1:9745").unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], 9745))
+        );
+        assert_eq!(
+            parse_listen_address("[::1]:80").unwrap().to_string(),
+            "[::1]:80"
+        );
+        assert!(
+            parse_listen_address("localhost:9745")
+                .unwrap()
+                .ip()
+                .is_loopback()
+        );
+        assert_eq!(
+            error(&["--web.listen-address", "nonsense"], &[]),
+            "invalid --web.listen-address: \"nonsense\" is not HOST:PORT or :PORT (invalid socket address)"
+        );
+        assert!(
+            error(&["--web.listen-address", ":99999"], &[])
+                .starts_with("invalid --web.listen-address: \":99999\"")
+        );
+    }
+
+    #[test]
+    fn telemetry_path_must_be_a_free_plain_path() {
+        assert_eq!(
+            config(&["--web.telemetry-path", "/prom"], &[])
+                .unwrap()
+                .web
+                .telemetry_path,
+            "/prom"
+        );
+        for bad in ["metrics", "/", "/health", "/a?b", "/a b"] {
+            assert!(
+                error(&["--web.telemetry-path", bad], &[])
+                    .starts_with("invalid --web.telemetry-path: "),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_are_bounded() {
+        assert_eq!(
+            error(&["--web.threads", "0"], &[]),
+            "invalid --web.threads: must be between 1 and 256"
+        );
+        assert_eq!(
+            error(&["--metrics.max-series", "0"], &[]),
+            "invalid --metrics.max-series: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn token_comes_from_a_file_or_the_environment_never_both() {
+        let dir = std::env::temp_dir().join(format!("fxe-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let path = file.to_str().unwrap();
+
+        let from_file = config(&["--web.auth-token-file", path], &[]).unwrap();
+        assert!(from_file.web.auth_token.unwrap().matches(b"s3cret"));
+        let from_env = config(&[], &[(AUTH_TOKEN_ENV, "envtoken")]).unwrap();
+        assert!(from_env.web.auth_token.unwrap().matches(b"envtoken"));
+        assert!(
+            error(&["--web.auth-token-file", path], &[(AUTH_TOKEN_ENV, "x")]).contains("not both")
+        );
+
+        std::fs::write(&file, " \n").unwrap();
+        assert!(error(&["--web.auth-token-file", path], &[]).ends_with("holds no token"));
+        let missing = dir.join("missing");
+        assert!(
+            error(&["--web.auth-token-file", missing.to_str().unwrap()], &[])
+                .starts_with("invalid --web.auth-token-file: cannot read ")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_config_error_never_shows_the_token() {
+        let rendered = format!(
+            "{:?}",
+            config(&[], &[(AUTH_TOKEN_ENV, "very-secret-token")]).unwrap()
+        );
+        assert!(!rendered.contains("very-secret-token"), "{rendered}");
+    }
+
+    #[test]
+    fn log_level_from_flag_or_fluxbase_debug() {
+        assert_eq!(
+            config(&["--log.level", "DEBUG"], &[]).unwrap().log.level,
+            log::LevelFilter::Debug
+        );
+        assert_eq!(
+            config(&[], &[("FLUXBASE_DEBUG", "true")])
+                .unwrap()
+                .log
+                .level,
+            log::LevelFilter::Debug
+        );
+        assert_eq!(
+            config(&[], &[("FLUXBASE_DEBUG", "false")])
+                .unwrap()
+                .log
+                .level,
+            log::LevelFilter::Info
+        );
+        assert_eq!(
+            config(&["--log.level", "warn"], &[("FLUXBASE_DEBUG", "true")])
+                .unwrap()
+                .log
+                .level,
+            log::LevelFilter::Warn
+        );
+        assert_eq!(
+            error(&[], &[("FLUXBASE_DEBUG", "yes")]),
+            "invalid FLUXBASE_DEBUG: \"yes\" is not true or false"
+        );
+        assert!(error(&["--log.level", "loud"], &[]).starts_with("invalid --log.level: "));
+        assert_eq!(
+            config(&["--log.format", "logfmt"], &[]).unwrap().log.format,
+            LogFormat::Logfmt
+        );
+        assert!(error(&["--log.format", "xml"], &[]).starts_with("invalid --log.format: "));
+    }
+}

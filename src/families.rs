@@ -1,0 +1,258 @@
+//! The live families: one [`Family`] for every Fluxbase family of the catalogue, and the
+//! exporter's own. Workers feed these; the registry renders them.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::build_info;
+use crate::catalog;
+use crate::metrics::{
+    Collector, Counter, Exposition, Family, Gauge, Histogram, Scrape, SeriesLimit,
+};
+
+/// Every family of `fluxbase.md` section 1. A family no worker feeds yet renders its HELP and
+/// TYPE lines only.
+pub struct FluxbaseFamilies {
+    pub http_requests_total: Family<Counter>,
+    pub http_request_duration_seconds: Family<Histogram>,
+    pub http_request_size_bytes: Family<Histogram>,
+    pub http_response_size_bytes: Family<Histogram>,
+    pub http_requests_in_flight: Family<Gauge>,
+    pub db_queries_total: Family<Counter>,
+    pub db_query_duration_seconds: Family<Histogram>,
+    pub db_connections: Family<Gauge>,
+    pub db_connections_idle: Family<Gauge>,
+    pub db_connections_max: Family<Gauge>,
+    pub realtime_connections: Family<Gauge>,
+    pub realtime_channels: Family<Gauge>,
+    pub realtime_subscriptions: Family<Gauge>,
+    pub realtime_messages_total: Family<Counter>,
+    pub realtime_connection_errors_total: Family<Counter>,
+    pub storage_bytes_total: Family<Counter>,
+    pub storage_operations_total: Family<Counter>,
+    pub storage_operation_duration_seconds: Family<Histogram>,
+    pub auth_attempts_total: Family<Counter>,
+    pub auth_success_total: Family<Counter>,
+    pub auth_failure_total: Family<Counter>,
+    pub auth_tokens_issued_total: Family<Counter>,
+    pub rate_limit_hits_total: Family<Counter>,
+    pub system_uptime_seconds: Uptime,
+    pub jobs_queue_depth: Family<Gauge>,
+    pub jobs_processing: Family<Gauge>,
+    pub jobs_completed_total: Family<Counter>,
+    pub jobs_failed_total: Family<Counter>,
+    pub job_execution_duration_seconds: Family<Histogram>,
+    pub job_workers_active: Family<Gauge>,
+    pub job_worker_utilization: Family<Gauge>,
+}
+
+impl FluxbaseFamilies {
+    /// `started` is the instant uptime counts from.
+    pub fn new(limit: &Arc<SeriesLimit>, started: Instant) -> Self {
+        use catalog::*;
+        FluxbaseFamilies {
+            http_requests_total: Family::new(&HTTP_REQUESTS_TOTAL, limit),
+            http_request_duration_seconds: Family::new(&HTTP_REQUEST_DURATION_SECONDS, limit),
+            http_request_size_bytes: Family::new(&HTTP_REQUEST_SIZE_BYTES, limit),
+            http_response_size_bytes: Family::new(&HTTP_RESPONSE_SIZE_BYTES, limit),
+            http_requests_in_flight: Family::new(&HTTP_REQUESTS_IN_FLIGHT, limit),
+            db_queries_total: Family::new(&DB_QUERIES_TOTAL, limit),
+            db_query_duration_seconds: Family::new(&DB_QUERY_DURATION_SECONDS, limit),
+            db_connections: Family::new(&DB_CONNECTIONS, limit),
+            db_connections_idle: Family::new(&DB_CONNECTIONS_IDLE, limit),
+            db_connections_max: Family::new(&DB_CONNECTIONS_MAX, limit),
+            realtime_connections: Family::new(&REALTIME_CONNECTIONS, limit),
+            realtime_channels: Family::new(&REALTIME_CHANNELS, limit),
+            realtime_subscriptions: Family::new(&REALTIME_SUBSCRIPTIONS, limit),
+            realtime_messages_total: Family::new(&REALTIME_MESSAGES_TOTAL, limit),
+            realtime_connection_errors_total: Family::new(&REALTIME_CONNECTION_ERRORS_TOTAL, limit),
+            storage_bytes_total: Family::new(&STORAGE_BYTES_TOTAL, limit),
+            storage_operations_total: Family::new(&STORAGE_OPERATIONS_TOTAL, limit),
+            storage_operation_duration_seconds: Family::new(
+                &STORAGE_OPERATION_DURATION_SECONDS,
+                limit,
+            ),
+            auth_attempts_total: Family::new(&AUTH_ATTEMPTS_TOTAL, limit),
+            auth_success_total: Family::new(&AUTH_SUCCESS_TOTAL, limit),
+            auth_failure_total: Family::new(&AUTH_FAILURE_TOTAL, limit),
+            auth_tokens_issued_total: Family::new(&AUTH_TOKENS_ISSUED_TOTAL, limit),
+            rate_limit_hits_total: Family::new(&RATE_LIMIT_HITS_TOTAL, limit),
+            system_uptime_seconds: Uptime { started },
+            jobs_queue_depth: Family::new(&JOBS_QUEUE_DEPTH, limit),
+            jobs_processing: Family::new(&JOBS_PROCESSING, limit),
+            jobs_completed_total: Family::new(&JOBS_COMPLETED_TOTAL, limit),
+            jobs_failed_total: Family::new(&JOBS_FAILED_TOTAL, limit),
+            job_execution_duration_seconds: Family::new(&JOB_EXECUTION_DURATION_SECONDS, limit),
+            job_workers_active: Family::new(&JOB_WORKERS_ACTIVE, limit),
+            job_worker_utilization: Family::new(&JOB_WORKER_UTILIZATION, limit),
+        }
+    }
+
+    /// The families in catalogue order.
+    fn in_order(&self) -> [&dyn Collector; 31] {
+        [
+            &self.http_requests_total,
+            &self.http_request_duration_seconds,
+            &self.http_request_size_bytes,
+            &self.http_response_size_bytes,
+            &self.http_requests_in_flight,
+            &self.db_queries_total,
+            &self.db_query_duration_seconds,
+            &self.db_connections,
+            &self.db_connections_idle,
+            &self.db_connections_max,
+            &self.realtime_connections,
+            &self.realtime_channels,
+            &self.realtime_subscriptions,
+            &self.realtime_messages_total,
+            &self.realtime_connection_errors_total,
+            &self.storage_bytes_total,
+            &self.storage_operations_total,
+            &self.storage_operation_duration_seconds,
+            &self.auth_attempts_total,
+            &self.auth_success_total,
+            &self.auth_failure_total,
+            &self.auth_tokens_issued_total,
+            &self.rate_limit_hits_total,
+            &self.system_uptime_seconds,
+            &self.jobs_queue_depth,
+            &self.jobs_processing,
+            &self.jobs_completed_total,
+            &self.jobs_failed_total,
+            &self.job_execution_duration_seconds,
+            &self.job_workers_active,
+            &self.job_worker_utilization,
+        ]
+    }
+}
+
+impl Collector for FluxbaseFamilies {
+    fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
+        for family in self.in_order() {
+            family.collect(scrape, out);
+        }
+    }
+}
+
+/// `fluxbase_system_uptime_seconds`, computed at scrape time from a monotonic clock, so it is
+/// exact at every scrape (Fluxbase's own moves in 15 s steps and reads 0 for the first 15 s).
+///
+/// The exporter cannot see inside Fluxbase's process, so this is the uptime of the process that
+/// serves the metrics: the exporter's.
+pub struct Uptime {
+    started: Instant,
+}
+
+impl Collector for Uptime {
+    fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
+        let desc = &catalog::SYSTEM_UPTIME_SECONDS;
+        out.header(desc);
+        let uptime = scrape.instant.saturating_duration_since(self.started);
+        out.sample_f64(desc.name, "", "", uptime.as_secs_f64());
+    }
+}
+
+/// The exporter's own families (besides the series-dropped counter, which the [`SeriesLimit`]
+/// renders, and the process families).
+pub struct ExporterFamilies {
+    pub build_info: Family<Gauge>,
+    pub http_requests_total: Family<Counter>,
+    pub http_request_duration_seconds: Family<Histogram>,
+}
+
+impl ExporterFamilies {
+    pub fn new(limit: &Arc<SeriesLimit>) -> Self {
+        let families = ExporterFamilies {
+            build_info: Family::new(&catalog::EXPORTER_BUILD_INFO, limit),
+            http_requests_total: Family::new(&catalog::EXPORTER_HTTP_REQUESTS_TOTAL, limit),
+            http_request_duration_seconds: Family::new(
+                &catalog::EXPORTER_HTTP_REQUEST_DURATION_SECONDS,
+                limit,
+            ),
+        };
+        families.build_info.set(
+            &[build_info::VERSION, build_info::REVISION, build_info::RUSTC],
+            1.0,
+        );
+        families
+    }
+}
+
+impl Collector for ExporterFamilies {
+    fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
+        self.build_info.collect(scrape, out);
+        self.http_requests_total.collect(scrape, out);
+        self.http_request_duration_seconds.collect(scrape, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn render(collector: &dyn Collector, scrape: &Scrape) -> String {
+        let mut out = Vec::new();
+        collector.collect(scrape, &mut Exposition::new(&mut out));
+        String::from_utf8(out).unwrap()
+    }
+
+    fn type_lines(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .collect()
+    }
+
+    #[test]
+    fn renders_every_fluxbase_family_once_in_catalogue_order() {
+        let families = FluxbaseFamilies::new(&SeriesLimit::new(10), Instant::now());
+        let text = render(&families, &Scrape::now());
+        let expected: Vec<String> = catalog::FLUXBASE
+            .iter()
+            .map(|desc| format!("{} {}", desc.name, desc.kind.as_str()))
+            .collect();
+        assert_eq!(type_lines(&text), expected);
+        for desc in catalog::FLUXBASE {
+            assert!(
+                text.contains(&format!("# HELP {} {}\n", desc.name, desc.help)),
+                "{}",
+                desc.name
+            );
+        }
+    }
+
+    #[test]
+    fn only_uptime_has_a_sample_before_any_worker_feeds_the_families() {
+        let families = FluxbaseFamilies::new(&SeriesLimit::new(10), Instant::now());
+        let text = render(&families, &Scrape::now());
+        let samples: Vec<&str> = text.lines().filter(|line| !line.starts_with('#')).collect();
+        assert_eq!(samples.len(), 1, "{samples:?}");
+        assert!(samples[0].starts_with("fluxbase_system_uptime_seconds "));
+    }
+
+    #[test]
+    fn uptime_is_exact_at_scrape_time_not_stepped() {
+        let started = Instant::now();
+        let families = FluxbaseFamilies::new(&SeriesLimit::new(10), started);
+        let scrape = Scrape {
+            instant: started + Duration::from_millis(2_500),
+            ..Scrape::now()
+        };
+        assert!(
+            render(&families.system_uptime_seconds, &scrape)
+                .ends_with("\nfluxbase_system_uptime_seconds 2.5\n")
+        );
+    }
+
+    #[test]
+    fn build_info_is_one_with_version_labels() {
+        let families = ExporterFamilies::new(&SeriesLimit::new(10));
+        let text = render(&families.build_info, &Scrape::now());
+        assert!(text.contains(&format!(
+            "fluxbase_exporter_build_info{{version=\"{}\",revision=\"{}\",rustc=\"{}\"}} 1\n",
+            build_info::VERSION,
+            build_info::REVISION,
+            build_info::RUSTC
+        )));
+    }
+}

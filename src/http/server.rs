@@ -1,0 +1,349 @@
+//! The server: one tiny_http listener, a fixed pool of worker threads that take requests from
+//! it, and the dispatch loop that answers, compresses, counts and logs.
+//!
+//! tiny_http reads requests on its own (unbounded) connection threads; those only parse
+//! headers. All handling happens on our fixed pool, so the work the process does for requests
+//! is bounded by `--web.threads`.
+
+use std::fmt;
+use std::io::{self, Write as _};
+use std::net::{SocketAddr, TcpListener};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use tiny_http::{Header, Method, Request, Response, StatusCode};
+
+use super::handlers::{self, Reply};
+use crate::state::State;
+
+/// The longest request target we answer; longer ones get 414.
+const MAX_TARGET_BYTES: usize = 8 * 1024;
+/// The most header bytes we answer; more gets 431.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Bodies shorter than this are sent as they are: gzip would save little and cost a pass.
+const GZIP_MIN_BYTES: usize = 1024;
+/// How much of a path the access log shows.
+const LOGGED_PATH_BYTES: usize = 256;
+
+/// A running HTTP server and its worker threads.
+pub struct HttpServer {
+    server: Arc<tiny_http::Server>,
+    local_addr: SocketAddr,
+    /// Set once shutdown starts. `Release` on store and `Acquire` on load: a worker that sees it
+    /// set also sees everything the shutdown path did before setting it (nothing, today, but the
+    /// pairing costs nothing and keeps the flag safe to extend).
+    quit: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Bind {
+        address: SocketAddr,
+        source: io::Error,
+    },
+    Spawn(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind { address, source } if source.kind() == io::ErrorKind::AddrInUse => {
+                write!(
+                    f,
+                    "cannot listen on {address} (--web.listen-address): the address is already in use"
+                )
+            }
+            StartError::Bind { address, source } => {
+                write!(
+                    f,
+                    "cannot listen on {address} (--web.listen-address): {source}"
+                )
+            }
+            StartError::Spawn(source) => write!(f, "cannot start an HTTP worker thread: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl HttpServer {
+    /// Listens on `address` and starts `threads` workers. A worker that finds the listener dead
+    /// (tiny_http stops accepting after an accept error) reports it on `fatal`.
+    pub fn start(
+        address: SocketAddr,
+        threads: usize,
+        state: Arc<State>,
+        fatal: Sender<String>,
+    ) -> Result<Self, StartError> {
+        let listener =
+            TcpListener::bind(address).map_err(|source| StartError::Bind { address, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { address, source })?;
+        let server =
+            tiny_http::Server::from_listener(listener, None).map_err(|err| StartError::Bind {
+                address,
+                source: io::Error::other(err.to_string()),
+            })?;
+        let mut http = HttpServer {
+            server: Arc::new(server),
+            local_addr,
+            quit: Arc::new(AtomicBool::new(false)),
+            workers: Vec::with_capacity(threads),
+        };
+        for index in 0..threads {
+            let server = Arc::clone(&http.server);
+            let state = Arc::clone(&state);
+            let quit = Arc::clone(&http.quit);
+            let fatal = fatal.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("http-{index}"))
+                .spawn(move || worker_loop(&server, &state, &quit, &fatal));
+            match spawned {
+                Ok(worker) => http.workers.push(worker),
+                Err(err) => {
+                    http.shutdown();
+                    return Err(StartError::Spawn(err));
+                }
+            }
+        }
+        Ok(http)
+    }
+
+    /// The address actually bound (the port is known here when `:0` was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops the workers once they have answered every request already received, joins them,
+    /// then closes the listener.
+    pub fn shutdown(mut self) {
+        self.quit.store(true, Ordering::Release);
+        // tiny_http's unblock wakes exactly one receiver, after the requests queued before it.
+        for _ in 0..self.workers.len() {
+            self.server.unblock();
+        }
+        for worker in self.workers.drain(..) {
+            if worker.join().is_err() {
+                log::error!("HTTP worker thread panicked");
+            }
+        }
+        // Dropping the last reference to the server closes the listening socket.
+    }
+}
+
+fn worker_loop(
+    server: &tiny_http::Server,
+    state: &State,
+    quit: &AtomicBool,
+    fatal: &Sender<String>,
+) {
+    let mut buffers = Buffers::default();
+    loop {
+        match server.recv() {
+            Ok(request) => serve(state, request, &mut buffers),
+            // An unblock during shutdown: this worker's turn to stop.
+            Err(_) if quit.load(Ordering::Acquire) => break,
+            Err(err) => {
+                // tiny_http's accept thread has stopped; nothing more will arrive.
+                let _ = fatal.try_send(format!(
+                    "the HTTP listener stopped accepting connections: {err}"
+                ));
+                // Wait for the shutdown that the report starts.
+                while server.recv().is_ok() {}
+                break;
+            }
+        }
+    }
+}
+
+/// Buffers a worker reuses from request to request.
+#[derive(Default)]
+struct Buffers {
+    body: Vec<u8>,
+    gzip: Vec<u8>,
+}
+
+/// Answers one request: route, handle (a panic becomes a 500, not a lost worker), compress
+/// when asked, respond, count, log.
+fn serve(state: &State, request: Request, buffers: &mut Buffers) {
+    let started = Instant::now();
+    buffers.body.clear();
+    let (handler, reply) = answer(state, &request, &mut buffers.body);
+
+    let compressible = buffers.body.len() >= GZIP_MIN_BYTES;
+    let gzipped =
+        compressible && accepts_gzip(&request) && gzip(&buffers.body, &mut buffers.gzip).is_ok();
+    let payload: &[u8] = if gzipped {
+        &buffers.gzip
+    } else {
+        &buffers.body
+    };
+
+    let mut headers = Vec::with_capacity(4);
+    push_header(&mut headers, "Content-Type", reply.content_type);
+    if compressible {
+        push_header(&mut headers, "Vary", "Accept-Encoding");
+    }
+    if gzipped {
+        push_header(&mut headers, "Content-Encoding", "gzip");
+    }
+    if let Some((name, value)) = reply.header {
+        push_header(&mut headers, name, value);
+    }
+
+    // Counted before the write, so that a client's next request already sees this one, and
+    // timed up to here: the time to produce the answer, which the client's reading speed does
+    // not distort.
+    let elapsed = started.elapsed();
+    let code = itoa::Buffer::new().format(reply.status).to_owned();
+    state.exporter.http_requests_total.inc(&[handler, &code]);
+    state
+        .exporter
+        .http_request_duration_seconds
+        .observe(&[handler], elapsed.as_secs_f64());
+
+    let method = request.method().clone();
+    let path = logged_path(request.url());
+    let response = Response::new(
+        StatusCode(reply.status),
+        headers,
+        payload,
+        Some(payload.len()),
+        None,
+    )
+    // Always send Content-Length: the length is known, and clients need not handle chunks.
+    .with_chunked_threshold(usize::MAX);
+    if let Err(err) = request.respond(response) {
+        log::debug!(error:% = err, path = path.as_str(); "could not write a response (the client left?)");
+    }
+    log::debug!(
+        method:% = method,
+        path = path.as_str(),
+        status = reply.status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        bytes = payload.len();
+        "HTTP request"
+    );
+}
+
+/// The route's name and its reply, or a refusal under the name `other`.
+fn answer(state: &State, request: &Request, body: &mut Vec<u8>) -> (&'static str, Reply) {
+    if request.url().len() > MAX_TARGET_BYTES {
+        return ("other", handlers::uri_too_long(body));
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return ("other", handlers::headers_too_large(body));
+    }
+    let path = request.url().split(['?', '#']).next().unwrap_or_default();
+    let Some(route) = handlers::route(state, path) else {
+        return ("other", handlers::not_found(body));
+    };
+    if !matches!(request.method(), Method::Get | Method::Head) {
+        return (route.name, handlers::method_not_allowed(body));
+    }
+    match catch_unwind(AssertUnwindSafe(|| (route.handler)(state, request, body))) {
+        Ok(reply) => (route.name, reply),
+        Err(_) => {
+            log::error!(handler = route.name; "handler panicked; answered 500");
+            (route.name, handlers::internal_error(body))
+        }
+    }
+}
+
+/// Whether `Accept-Encoding` accepts gzip (or `*`) with a non-zero quality.
+fn accepts_gzip(request: &Request) -> bool {
+    request
+        .headers()
+        .iter()
+        .filter(|header| header.field.equiv("Accept-Encoding"))
+        .flat_map(|header| header.value.as_str().split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or_default().trim();
+            let quality = parts
+                .filter_map(|param| param.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && quality > 0.0
+        })
+}
+
+fn gzip(body: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    out.clear();
+    // The fastest level: scrapes are small and frequent; level 1 already shrinks the text
+    // format by about 90%.
+    let mut encoder = GzEncoder::new(std::mem::take(out), Compression::fast());
+    encoder.write_all(body)?;
+    *out = encoder.finish()?;
+    Ok(())
+}
+
+fn push_header(headers: &mut Vec<Header>, name: &str, value: &str) {
+    if let Ok(header) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+        headers.push(header);
+    }
+}
+
+/// The path of a request target, without its query (which may carry secrets), cut short.
+fn logged_path(target: &str) -> String {
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    let mut end = path.len().min(LOGGED_PATH_BYTES);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    path[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tiny_http::TestRequest;
+
+    fn with_accept_encoding(value: &str) -> Request {
+        TestRequest::new()
+            .with_header(Header::from_bytes("Accept-Encoding", value).unwrap())
+            .into()
+    }
+
+    #[test]
+    fn gzip_is_used_only_when_accepted_with_positive_quality() {
+        assert!(accepts_gzip(&with_accept_encoding("gzip")));
+        assert!(accepts_gzip(&with_accept_encoding("deflate, GZIP;q=0.5")));
+        assert!(accepts_gzip(&with_accept_encoding("*")));
+        assert!(!accepts_gzip(&with_accept_encoding("gzip;q=0")));
+        assert!(!accepts_gzip(&with_accept_encoding("br, identity")));
+        assert!(!accepts_gzip(&TestRequest::new().into()));
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        let body = b"metric 1\n".repeat(500);
+        let mut out = Vec::new();
+        gzip(&body, &mut out).unwrap();
+        assert!(out.len() < body.len() / 10);
+        let mut decoded = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&out[..]), &mut decoded)
+            .unwrap();
+        assert_eq!(decoded, body);
+    }
+
+    #[test]
+    fn logged_paths_drop_the_query_and_stay_short() {
+        assert_eq!(logged_path("/metrics?token=secret"), "/metrics");
+        assert_eq!(logged_path(&format!("/{}", "é".repeat(300))).len(), 255);
+    }
+}

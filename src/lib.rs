@@ -1,0 +1,24 @@
+//! fluxbase-exporter: the monitoring surface of Fluxbase's "Monitoring & Observability" page
+//! (Prometheus metrics, JSON system metrics, health checks), measured from outside Fluxbase.
+//!
+//! See ARCHITECTURE.md for the codemap, the thread model and the invariants.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod build_info;
+pub mod catalog;
+pub mod config;
+pub mod families;
+pub mod health;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod process;
+pub mod published;
+pub mod state;
+pub mod timestamp;
+pub mod workers;
+
+pub use app::run;
+pub use config::Config;

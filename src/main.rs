@@ -1,0 +1,57 @@
+//! The `fluxbase-exporter` binary: parse, validate, run; one clear line and a non-zero exit
+//! on failure.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use fluxbase_exporter::config::{Config, Flags};
+use fluxbase_exporter::logging;
+
+/// Exit status for unusable configuration, as for a usage error.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let flags = match Flags::try_parse() {
+        Ok(flags) => flags,
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!(
+                "fluxbase-exporter: {} (see --help)",
+                first_line(&err.to_string())
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let config = match Config::from_flags(flags, &|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("fluxbase-exporter: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    logging::init(config.log.level, config.log.format);
+    match fluxbase_exporter::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            log::error!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The first line of a clap error, without its `error: ` prefix.
+fn first_line(message: &str) -> &str {
+    let line = message.lines().next().unwrap_or_default();
+    line.strip_prefix("error: ").unwrap_or(line)
+}

@@ -1,0 +1,30 @@
+//! What request handlers can see: the registry and the snapshots workers published. Nothing
+//! here performs I/O.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::families::ExporterFamilies;
+use crate::health::HealthBoard;
+use crate::http::auth::BearerToken;
+use crate::metrics::Registry;
+use crate::process::ProcessSnapshot;
+use crate::published::Published;
+
+/// Shared, read-only state of the HTTP side. Built once at start-up.
+pub struct State {
+    /// Everything `/metrics` renders.
+    pub registry: Registry,
+    /// The exporter's own request counters, which the dispatch loop feeds.
+    pub exporter: Arc<ExporterFamilies>,
+    /// The latest reading of the exporter's own process.
+    pub process: Arc<Published<ProcessSnapshot>>,
+    /// The latest check of each Fluxbase service.
+    pub health: Arc<HealthBoard>,
+    /// When the exporter started (uptime counts from here).
+    pub started: Instant,
+    /// The token `/api/v1/monitoring/metrics` requires; `None` keeps it closed.
+    pub auth_token: Option<BearerToken>,
+    /// Where `/metrics` is served.
+    pub telemetry_path: String,
+}

@@ -1,0 +1,156 @@
+//! Background workers: one thread each, paced by a timer, stopped by a shared shutdown signal,
+//! and joined by their owner.
+//!
+//! A worker does all of its I/O on its own thread and publishes what it found (atomics,
+//! families, snapshots) for the request handlers to read.
+
+pub mod system;
+
+use std::io;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, after, bounded, select};
+
+/// One kind of background work, run in rounds.
+pub trait Worker: Send + 'static {
+    /// The thread's name and the worker's name in logs.
+    fn name(&self) -> &'static str;
+
+    /// Does one round: measure, then publish. Each step bounds its own time; a failure becomes
+    /// a published verdict, never a panic or an early return from the loop.
+    fn run_once(&mut self, now: Instant);
+
+    /// How long from the start of one round to the start of the next.
+    fn interval(&self) -> Duration;
+}
+
+/// The owner of every worker thread. Dropping the shutdown sender wakes all of them; `shutdown`
+/// then joins each one.
+pub struct Workers {
+    shutdown_sender: Option<Sender<()>>,
+    shutdown: Receiver<()>,
+    threads: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers::new()
+    }
+}
+
+impl Workers {
+    pub fn new() -> Self {
+        // Nothing is ever sent: dropping the sender disconnects the channel, which every
+        // receiver sees at once. That is the broadcast.
+        let (sender, receiver) = bounded(0);
+        Workers {
+            shutdown_sender: Some(sender),
+            shutdown: receiver,
+            threads: Vec::new(),
+        }
+    }
+
+    /// Starts `worker` on its own named thread.
+    pub fn spawn(&mut self, worker: impl Worker) -> io::Result<()> {
+        let name = worker.name();
+        let shutdown = self.shutdown.clone();
+        let thread = thread::Builder::new()
+            .name(format!("worker-{name}"))
+            .spawn(move || run(worker, &shutdown))?;
+        self.threads.push((name, thread));
+        Ok(())
+    }
+
+    /// A receiver that becomes ready when shutdown starts, for helpers a worker owns.
+    pub fn shutdown_signal(&self) -> Receiver<()> {
+        self.shutdown.clone()
+    }
+
+    /// Signals every worker to stop and waits for each to finish its current round.
+    pub fn shutdown(mut self) {
+        self.shutdown_sender.take();
+        for (name, thread) in self.threads.drain(..) {
+            if thread.join().is_err() {
+                log::error!(worker = name; "worker thread panicked");
+            }
+        }
+    }
+}
+
+fn run(mut worker: impl Worker, shutdown: &Receiver<()>) {
+    log::debug!(worker = worker.name(); "worker started");
+    loop {
+        let started = Instant::now();
+        worker.run_once(started);
+        let pause = worker.interval().saturating_sub(started.elapsed());
+        select! {
+            recv(shutdown) -> _ => break,
+            recv(after(pause)) -> _ => {}
+        }
+    }
+    log::debug!(worker = worker.name(); "worker stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Ticking {
+        rounds: Arc<AtomicUsize>,
+        interval: Duration,
+    }
+
+    impl Worker for Ticking {
+        fn name(&self) -> &'static str {
+            "ticking"
+        }
+        fn run_once(&mut self, _: Instant) {
+            self.rounds.fetch_add(1, Ordering::Relaxed);
+        }
+        fn interval(&self) -> Duration {
+            self.interval
+        }
+    }
+
+    #[test]
+    fn runs_at_once_then_on_its_interval_and_stops_promptly() {
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let mut workers = Workers::new();
+        workers
+            .spawn(Ticking {
+                rounds: Arc::clone(&rounds),
+                interval: Duration::from_millis(5),
+            })
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while rounds.load(Ordering::Relaxed) < 3 {
+            assert!(Instant::now() < deadline, "worker did not tick");
+            thread::yield_now();
+        }
+        workers.shutdown();
+    }
+
+    #[test]
+    fn shutdown_does_not_wait_for_a_long_interval() {
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let mut workers = Workers::new();
+        workers
+            .spawn(Ticking {
+                rounds: Arc::clone(&rounds),
+                interval: Duration::from_secs(3600),
+            })
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while rounds.load(Ordering::Relaxed) < 1 {
+            assert!(Instant::now() < deadline, "worker did not start");
+            thread::yield_now();
+        }
+        let stopping = Instant::now();
+        workers.shutdown();
+        assert!(stopping.elapsed() < Duration::from_secs(5));
+        assert_eq!(rounds.load(Ordering::Relaxed), 1);
+    }
+}

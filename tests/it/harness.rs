@@ -1,0 +1,278 @@
+//! Runs the real binary on a free loopback port and talks HTTP to it over real sockets.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_fluxbase-exporter");
+
+/// How long anything in a test may take before the test fails instead of hanging.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A running exporter. Killed when dropped.
+pub struct Exporter {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// Builds the command for the binary with an environment free of the caller's Fluxbase and
+/// exporter settings, so tests see only what they set.
+pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BINARY);
+    command.args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FLUXBASE_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().copied());
+    command
+}
+
+impl Exporter {
+    /// Starts the exporter on 127.0.0.1 with a port the kernel picks, and waits for its
+    /// "listening" log line.
+    pub fn start(args: &[&str]) -> Exporter {
+        Exporter::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        let mut all_args = vec!["--web.listen-address", "127.0.0.1:0"];
+        all_args.extend_from_slice(args);
+        let mut child = command(&all_args, env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the exporter binary");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (address_sender, address) = std::sync::mpsc::channel();
+        {
+            let logs = Arc::clone(&logs);
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(addr) = listening_address(&line) {
+                        let _ = address_sender.send(addr);
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match address.recv_timeout(DEADLINE) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "exporter did not log its address; logs: {:?}",
+                    logs.lock().unwrap()
+                );
+            }
+        };
+        Exporter {
+            child: Some(child),
+            addr,
+            logs,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> HttpResponse {
+        self.get_with(path, &[])
+    }
+
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+        self.request("GET", path, headers)
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            raw.push_str(&format!("{name}: {value}\r\n"));
+        }
+        raw.push_str("\r\n");
+        send(self.addr, raw.as_bytes(), method != "HEAD")
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends `signal` (e.g. "TERM") and waits for the process to exit.
+    pub fn stop_with(mut self, signal: &str) -> (ExitStatus, Duration) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+        let sent = Instant::now();
+        let mut child = self.child.take().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status, sent.elapsed());
+            }
+            if sent.elapsed() > DEADLINE {
+                let _ = child.kill();
+                panic!("exporter did not exit after SIGTERM within {DEADLINE:?}");
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The address in the "listening" log line, in either log format.
+fn listening_address(line: &str) -> Option<SocketAddr> {
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+        if json["message"] != "listening" {
+            return None;
+        }
+        return json["address"].as_str()?.parse().ok();
+    }
+    if !line.contains(" message=listening ") {
+        return None;
+    }
+    line.split(' ')
+        .find_map(|pair| pair.strip_prefix("address="))?
+        .parse()
+        .ok()
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("UTF-8 body")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {:?}", self.text()))
+    }
+}
+
+/// Sends `raw` bytes and reads one response (the connection is expected to close or to carry a
+/// Content-Length).
+pub fn raw_request(addr: SocketAddr, raw: &[u8]) -> HttpResponse {
+    send(addr, raw, true)
+}
+
+fn send(addr: SocketAddr, raw: &[u8], with_body: bool) -> HttpResponse {
+    let mut stream = TcpStream::connect_timeout(&addr, DEADLINE).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.set_write_timeout(Some(DEADLINE)).unwrap();
+    stream.write_all(raw).expect("send request");
+    read_response(&mut stream, with_body).expect("a response")
+}
+
+/// Reads one response from `stream`: status line, headers, then (unless it answers a HEAD)
+/// Content-Length bytes or everything to EOF.
+pub fn read_response(stream: &mut TcpStream, with_body: bool) -> Option<HttpResponse> {
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    if reader.read_line(&mut status_line).ok()? == 0 {
+        return None;
+    }
+    let status = status_line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':')?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let length = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    let mut body = Vec::new();
+    match length {
+        _ if !with_body => {}
+        Some(length) => {
+            body.resize(length, 0);
+            reader.read_exact(&mut body).ok()?;
+        }
+        None => {
+            reader.read_to_end(&mut body).ok()?;
+        }
+    }
+    Some(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A temporary directory removed when dropped.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("fxe-it-{name}-{}-{unique}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Lines of an exposition that are samples (not comments).
+pub fn samples(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .collect()
+}
+
+/// The value of the first sample whose name and labels start with `prefix`.
+pub fn sample_value(text: &str, prefix: &str) -> Option<f64> {
+    samples(text)
+        .into_iter()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
