@@ -5,6 +5,8 @@ mod counter;
 mod exposition;
 mod family;
 mod gauge;
+#[cfg(test)]
+mod golden;
 mod histogram;
 mod registry;
 
