@@ -12,6 +12,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
 use crate::config::{Config, WebConfig};
+use crate::database::{self, DatabaseStatus, DatabaseWorker};
 use crate::families::{ExporterFamilies, FluxbaseFamilies};
 use crate::health::HealthBoard;
 use crate::http::{HttpServer, StartError};
@@ -29,6 +30,8 @@ pub enum RunError {
     Startup(io::Error),
     /// Could not start serving.
     Http(StartError),
+    /// The database settings cannot be put to use (e.g. an unreadable root certificate).
+    Database(String),
     /// Serving stopped on its own (the listener died).
     Fatal(String),
 }
@@ -38,6 +41,9 @@ impl fmt::Display for RunError {
         match self {
             RunError::Startup(err) => write!(f, "cannot start: {err}"),
             RunError::Http(err) => err.fmt(f),
+            RunError::Database(message) => {
+                write!(f, "cannot set up the database connection: {message}")
+            }
             RunError::Fatal(message) => f.write_str(message),
         }
     }
@@ -52,33 +58,78 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let signals = SignalListener::start().map_err(RunError::Startup)?;
 
     let limit = SeriesLimit::new(config.max_series);
+    let fluxbase = Arc::new(FluxbaseFamilies::new(&limit, started));
     let exporter = Arc::new(ExporterFamilies::new(&limit));
     let process = Arc::new(Published::new(ProcessSnapshot::default()));
+    let health = Arc::new(HealthBoard::default());
+    let database = Arc::new(Published::new(DatabaseStatus::default()));
     let mut registry = Registry::new();
-    registry.register(Arc::new(FluxbaseFamilies::new(&limit, started)));
+    registry.register(fluxbase.clone());
     registry.register(exporter.clone());
     registry.register(limit);
     registry.register(Arc::new(ProcessCollector::new(Arc::clone(&process))));
 
     let mut workers = Workers::new();
-    let outcome = workers
-        .spawn(SystemWorker::new(Arc::clone(&process)))
-        .map_err(RunError::Startup)
-        .and_then(|()| {
-            let state = State {
-                registry,
-                exporter,
-                process,
-                health: Arc::new(HealthBoard::default()),
-                started,
-                auth_token: None,
-                telemetry_path: String::new(),
-            };
-            serve_until_stopped(config.web, state, signals.stops())
-        });
+    let outcome = start_workers(
+        &config,
+        &mut workers,
+        &fluxbase,
+        &exporter,
+        &process,
+        &health,
+        &database,
+    )
+    .and_then(|()| {
+        let state = State {
+            registry,
+            exporter,
+            process,
+            health,
+            database,
+            started,
+            auth_token: None,
+            telemetry_path: String::new(),
+        };
+        serve_until_stopped(config.web, state, signals.stops())
+    });
     workers.shutdown();
     signals.stop();
     outcome
+}
+
+/// Starts one thread per configured background worker.
+fn start_workers(
+    config: &Config,
+    workers: &mut Workers,
+    fluxbase: &Arc<FluxbaseFamilies>,
+    exporter: &Arc<ExporterFamilies>,
+    process: &Arc<Published<ProcessSnapshot>>,
+    health: &Arc<HealthBoard>,
+    database: &Arc<Published<DatabaseStatus>>,
+) -> Result<(), RunError> {
+    workers
+        .spawn(SystemWorker::new(Arc::clone(process)))
+        .map_err(RunError::Startup)?;
+    match &config.database {
+        Some(settings) => {
+            log::info!(database = settings.target().as_str(), sslmode = settings.ssl_mode.as_str(); "checking the Fluxbase database");
+            let worker = DatabaseWorker::new(
+                settings.clone(),
+                config.checks.interval,
+                config.checks.timeout,
+                database::Outputs {
+                    fluxbase: Arc::clone(fluxbase),
+                    exporter: Arc::clone(exporter),
+                    health: Arc::clone(health),
+                    status: Arc::clone(database),
+                },
+            )
+            .map_err(RunError::Database)?;
+            workers.spawn(worker).map_err(RunError::Startup)?;
+        }
+        None => log::info!("{}", crate::http::NO_DATABASE),
+    }
+    Ok(())
 }
 
 /// Serves until a signal or a fatal error, then stops the HTTP server (in-flight requests are

@@ -132,7 +132,8 @@ pub const DB_QUERY_DURATION_SECONDS: FamilyDesc = histogram(
     "fluxbase_db_query_duration_seconds",
     &["operation", "table"],
     DB_B,
-    "Database query latency in seconds",
+    "Database query latency in seconds (derived from pg_stat_statements: each statement's mean \
+     execution time over a check interval, observed once per call in that interval)",
 );
 pub const DB_CONNECTIONS: FamilyDesc = gauge(
     "fluxbase_db_connections",
@@ -322,12 +323,79 @@ pub const EXPORTER_SERIES_DROPPED_TOTAL: FamilyDesc = counter(
     "Label sets not created because their family already held the maximum number of series (--metrics.max-series)",
 );
 
+pub const EXPORTER_CHECK_SUCCESS: FamilyDesc = gauge(
+    "fluxbase_exporter_check_success",
+    &["check"],
+    "Whether the latest run of a check succeeded (1) or failed (0)",
+);
+pub const EXPORTER_CHECK_DURATION_SECONDS: FamilyDesc = gauge(
+    "fluxbase_exporter_check_duration_seconds",
+    &["check"],
+    "How long the latest run of a check took, in seconds",
+);
+pub const EXPORTER_CHECK_LAST_SUCCESS_TIMESTAMP_SECONDS: FamilyDesc = gauge(
+    "fluxbase_exporter_check_last_success_timestamp_seconds",
+    &["check"],
+    "When a check last succeeded, in seconds since the Unix epoch",
+);
+pub const EXPORTER_DB_SERVER_MAX_CONNECTIONS: FamilyDesc = gauge(
+    "fluxbase_exporter_db_server_max_connections",
+    &[],
+    "The PostgreSQL server's max_connections setting",
+);
+pub const EXPORTER_REALTIME_LISTENERS: FamilyDesc = gauge(
+    "fluxbase_exporter_realtime_listeners",
+    &[],
+    "Database sessions listening on Fluxbase's realtime change feed (LISTEN fluxbase_changes), from pg_stat_activity",
+);
+pub const EXPORTER_AUTH_SESSIONS_ACTIVE: FamilyDesc = gauge(
+    "fluxbase_exporter_auth_sessions_active",
+    &[],
+    "Sessions in auth.sessions that have not expired",
+);
+pub const EXPORTER_AUTH_USERS_LOCKED: FamilyDesc = gauge(
+    "fluxbase_exporter_auth_users_locked",
+    &[],
+    "Users in auth.users that are locked now",
+);
+pub const EXPORTER_WEBHOOK_DELIVERIES: FamilyDesc = gauge(
+    "fluxbase_exporter_webhook_deliveries",
+    &["status"],
+    "Rows of auth.webhook_deliveries, by status",
+);
+pub const EXPORTER_STORAGE_BUCKETS: FamilyDesc = gauge(
+    "fluxbase_exporter_storage_buckets",
+    &["source"],
+    "Storage buckets, as the database (storage.buckets) or the storage directory records them",
+);
+pub const EXPORTER_STORAGE_OBJECTS: FamilyDesc = gauge(
+    "fluxbase_exporter_storage_objects",
+    &["source", "bucket"],
+    "Objects in a storage bucket, as the database (storage.objects with a size) or the storage directory records them",
+);
+pub const EXPORTER_STORAGE_BYTES: FamilyDesc = gauge(
+    "fluxbase_exporter_storage_bytes",
+    &["source", "bucket"],
+    "Bytes of the objects in a storage bucket, as the database (storage.objects) or the storage directory records them",
+);
+
 /// The exporter's own families.
 pub const EXPORTER: &[&FamilyDesc] = &[
     &EXPORTER_BUILD_INFO,
     &EXPORTER_HTTP_REQUESTS_TOTAL,
     &EXPORTER_HTTP_REQUEST_DURATION_SECONDS,
     &EXPORTER_SERIES_DROPPED_TOTAL,
+    &EXPORTER_CHECK_SUCCESS,
+    &EXPORTER_CHECK_DURATION_SECONDS,
+    &EXPORTER_CHECK_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    &EXPORTER_DB_SERVER_MAX_CONNECTIONS,
+    &EXPORTER_REALTIME_LISTENERS,
+    &EXPORTER_AUTH_SESSIONS_ACTIVE,
+    &EXPORTER_AUTH_USERS_LOCKED,
+    &EXPORTER_WEBHOOK_DELIVERIES,
+    &EXPORTER_STORAGE_BUCKETS,
+    &EXPORTER_STORAGE_OBJECTS,
+    &EXPORTER_STORAGE_BYTES,
 ];
 
 // ---------------------------------------------------------------------------------------------

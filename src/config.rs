@@ -4,10 +4,14 @@
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Parser;
 
 use crate::build_info;
+use crate::database::DatabaseSettings;
+use crate::database::settings;
+use crate::duration;
 use crate::http::auth::BearerToken;
 use crate::logging::LogFormat;
 
@@ -92,6 +96,69 @@ pub struct Flags {
     )]
     pub log_level: Option<String>,
 
+    /// PostgreSQL connection of the Fluxbase database: a postgres:// URL or a key=value string
+    /// [default: built from FLUXBASE_DATABASE_* when any is set; else no database].
+    #[arg(
+        long = "database.url",
+        env = "FLUXBASE_EXPORTER_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// File holding the database password (replaces any password in the URL or
+    /// FLUXBASE_DATABASE_PASSWORD).
+    #[arg(
+        long = "database.password-file",
+        env = "FLUXBASE_EXPORTER_DATABASE_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
+    pub database_password_file: Option<PathBuf>,
+
+    /// Connections the exporter's own pool may hold.
+    #[arg(
+        long = "database.pool-size",
+        env = "FLUXBASE_EXPORTER_DATABASE_POOL_SIZE",
+        value_name = "N",
+        default_value_t = 2
+    )]
+    pub database_pool_size: u32,
+
+    /// Count only this role's backends as Fluxbase's (connections, query activity).
+    #[arg(
+        long = "database.fluxbase-user",
+        env = "FLUXBASE_EXPORTER_DATABASE_FLUXBASE_USER",
+        value_name = "ROLE"
+    )]
+    pub database_fluxbase_user: Option<String>,
+
+    /// How often the heavier Fluxbase schema aggregates (storage, auth, webhooks, jobs) run.
+    #[arg(
+        long = "database.aggregates-interval",
+        env = "FLUXBASE_EXPORTER_DATABASE_AGGREGATES_INTERVAL",
+        value_name = "DURATION",
+        default_value = "60s"
+    )]
+    pub database_aggregates_interval: String,
+
+    /// How often each check runs; a failed check is retried no later than this.
+    #[arg(
+        long = "check.interval",
+        env = "FLUXBASE_EXPORTER_CHECK_INTERVAL",
+        value_name = "DURATION",
+        default_value = "15s"
+    )]
+    pub check_interval: String,
+
+    /// How long one step of a check may take before it counts as failed.
+    #[arg(
+        long = "check.timeout",
+        env = "FLUXBASE_EXPORTER_CHECK_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "5s"
+    )]
+    pub check_timeout: String,
+
     /// Output format of log messages: json or logfmt.
     #[arg(
         long = "log.format",
@@ -109,6 +176,16 @@ pub struct Config {
     pub log: LogConfig,
     /// The cardinality guard: series per labelled family.
     pub max_series: usize,
+    pub checks: CheckConfig,
+    /// `None`: no database is configured.
+    pub database: Option<DatabaseSettings>,
+}
+
+/// The pace and bound shared by every check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckConfig {
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -175,6 +252,30 @@ impl Config {
             ));
         }
         let auth_token = auth_token(flags.web_auth_token_file.as_deref(), env)?;
+        let checks = CheckConfig {
+            interval: positive_duration("--check.interval", &flags.check_interval)?,
+            timeout: positive_duration("--check.timeout", &flags.check_timeout)?,
+        };
+        if checks.timeout > checks.interval {
+            return Err(ConfigError::new(
+                "--check.timeout",
+                "must not be longer than --check.interval",
+            ));
+        }
+        let aggregates_interval = positive_duration(
+            "--database.aggregates-interval",
+            &flags.database_aggregates_interval,
+        )?;
+        let database = settings::resolve(&settings::Sources {
+            url: flags.database_url.as_deref(),
+            password_file: flags.database_password_file.as_deref(),
+            pool_size: flags.database_pool_size,
+            fluxbase_user: flags.database_fluxbase_user.as_deref(),
+            aggregates_interval,
+            check_timeout: checks.timeout,
+            env,
+        })
+        .map_err(|err| ConfigError::new(err.setting, err.message))?;
         let level = log_level(flags.log_level.as_deref(), env)?;
         let format = flags
             .log_format
@@ -189,7 +290,18 @@ impl Config {
             },
             log: LogConfig { level, format },
             max_series: flags.metrics_max_series,
+            checks,
+            database,
         })
+    }
+}
+
+/// A duration of at least a millisecond, written as Prometheus writes it.
+fn positive_duration(setting: &str, text: &str) -> Result<Duration, ConfigError> {
+    match duration::parse(text.trim()) {
+        Ok(value) if value >= Duration::from_millis(1) => Ok(value),
+        Ok(_) => Err(ConfigError::new(setting, "must be longer than 0")),
+        Err(message) => Err(ConfigError::new(setting, message)),
     }
 }
 

@@ -2,7 +2,7 @@
 //! exporter's own. Workers feed these; the registry renders them.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::build_info;
 use crate::catalog;
@@ -158,17 +158,41 @@ pub struct ExporterFamilies {
     pub build_info: Family<Gauge>,
     pub http_requests_total: Family<Counter>,
     pub http_request_duration_seconds: Family<Histogram>,
+    pub checks: CheckFamilies,
+    pub database: DatabaseFamilies,
+    pub storage: StorageFamilies,
 }
 
 impl ExporterFamilies {
     pub fn new(limit: &Arc<SeriesLimit>) -> Self {
+        use catalog::*;
         let families = ExporterFamilies {
-            build_info: Family::new(&catalog::EXPORTER_BUILD_INFO, limit),
-            http_requests_total: Family::new(&catalog::EXPORTER_HTTP_REQUESTS_TOTAL, limit),
+            build_info: Family::new(&EXPORTER_BUILD_INFO, limit),
+            http_requests_total: Family::new(&EXPORTER_HTTP_REQUESTS_TOTAL, limit),
             http_request_duration_seconds: Family::new(
-                &catalog::EXPORTER_HTTP_REQUEST_DURATION_SECONDS,
+                &EXPORTER_HTTP_REQUEST_DURATION_SECONDS,
                 limit,
             ),
+            checks: CheckFamilies {
+                success: Family::new(&EXPORTER_CHECK_SUCCESS, limit),
+                duration_seconds: Family::new(&EXPORTER_CHECK_DURATION_SECONDS, limit),
+                last_success_timestamp_seconds: Family::new(
+                    &EXPORTER_CHECK_LAST_SUCCESS_TIMESTAMP_SECONDS,
+                    limit,
+                ),
+            },
+            database: DatabaseFamilies {
+                server_max_connections: Family::new(&EXPORTER_DB_SERVER_MAX_CONNECTIONS, limit),
+                realtime_listeners: Family::new(&EXPORTER_REALTIME_LISTENERS, limit),
+                auth_sessions_active: Family::new(&EXPORTER_AUTH_SESSIONS_ACTIVE, limit),
+                auth_users_locked: Family::new(&EXPORTER_AUTH_USERS_LOCKED, limit),
+                webhook_deliveries: Family::new(&EXPORTER_WEBHOOK_DELIVERIES, limit),
+            },
+            storage: StorageFamilies {
+                buckets: Family::new(&EXPORTER_STORAGE_BUCKETS, limit),
+                objects: Family::new(&EXPORTER_STORAGE_OBJECTS, limit),
+                bytes: Family::new(&EXPORTER_STORAGE_BYTES, limit),
+            },
         };
         families.build_info.set(
             &[build_info::VERSION, build_info::REVISION, build_info::RUSTC],
@@ -180,10 +204,65 @@ impl ExporterFamilies {
 
 impl Collector for ExporterFamilies {
     fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
-        self.build_info.collect(scrape, out);
-        self.http_requests_total.collect(scrape, out);
-        self.http_request_duration_seconds.collect(scrape, out);
+        let families: [&dyn Collector; 14] = [
+            &self.build_info,
+            &self.http_requests_total,
+            &self.http_request_duration_seconds,
+            &self.checks.success,
+            &self.checks.duration_seconds,
+            &self.checks.last_success_timestamp_seconds,
+            &self.database.server_max_connections,
+            &self.database.realtime_listeners,
+            &self.database.auth_sessions_active,
+            &self.database.auth_users_locked,
+            &self.database.webhook_deliveries,
+            &self.storage.buckets,
+            &self.storage.objects,
+            &self.storage.bytes,
+        ];
+        for family in families {
+            family.collect(scrape, out);
+        }
     }
+}
+
+/// Per-check outcome families: `fluxbase_exporter_check_*{check}`.
+pub struct CheckFamilies {
+    pub success: Family<Gauge>,
+    pub duration_seconds: Family<Gauge>,
+    pub last_success_timestamp_seconds: Family<Gauge>,
+}
+
+impl CheckFamilies {
+    /// Records one run of `check`, finished at `finished` (wall clock).
+    pub fn record(&self, check: &str, succeeded: bool, took: Duration, finished: SystemTime) {
+        self.success
+            .set(&[check], if succeeded { 1.0 } else { 0.0 });
+        self.duration_seconds.set(&[check], took.as_secs_f64());
+        if succeeded {
+            let at = finished
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            self.last_success_timestamp_seconds.set(&[check], at);
+        }
+    }
+}
+
+/// What the database worker measures beyond Fluxbase's own families.
+pub struct DatabaseFamilies {
+    pub server_max_connections: Family<Gauge>,
+    pub realtime_listeners: Family<Gauge>,
+    pub auth_sessions_active: Family<Gauge>,
+    pub auth_users_locked: Family<Gauge>,
+    pub webhook_deliveries: Family<Gauge>,
+}
+
+/// Storage totals by source: `database` (storage.objects) and `filesystem` (the storage root).
+pub struct StorageFamilies {
+    pub buckets: Family<Gauge>,
+    pub objects: Family<Gauge>,
+    pub bytes: Family<Gauge>,
 }
 
 #[cfg(test)]

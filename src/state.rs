@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::database::DatabaseStatus;
 use crate::families::ExporterFamilies;
 use crate::health::HealthBoard;
 use crate::http::auth::BearerToken;
@@ -21,6 +22,8 @@ pub struct State {
     pub process: Arc<Published<ProcessSnapshot>>,
     /// The latest check of each Fluxbase service.
     pub health: Arc<HealthBoard>,
+    /// What the database worker last found (`configured: false` when there is no database).
+    pub database: Arc<Published<DatabaseStatus>>,
     /// When the exporter started (uptime counts from here).
     pub started: Instant,
     /// The token `/api/v1/monitoring/metrics` requires; `None` keeps it closed.

@@ -6,6 +6,7 @@ use std::time::{Instant, SystemTime};
 use serde::Serialize;
 
 use crate::build_info;
+use crate::database::DatabaseStatus;
 use crate::health::{self, ServiceHealth, Status};
 use crate::state::State;
 use crate::timestamp::{self, Precision};
@@ -23,9 +24,74 @@ pub struct SystemMetrics {
     pub num_goroutines: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_sys_mb: Option<u64>,
+    pub database: DatabaseBody,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realtime: Option<RealtimeBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageBody>,
     /// What produced this body: the exporter's build.
     pub exporter: ExporterInfo,
 }
+
+/// The database block: the exporter's own pool under Fluxbase's pool keys, then what the
+/// server says, each under a name that says so.
+#[derive(Debug, Default, Serialize)]
+pub struct DatabaseBody {
+    pub configured: bool,
+    /// Why nothing is measured, or what failed in the latest check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_connections: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_idle_connections: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_max_connections: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fluxbase_max_connections: Option<u32>,
+    /// Whether the query metrics have a source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_stat_statements: Option<String>,
+    /// When the figures above were read (RFC 3339); absent until a check succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<String>,
+}
+
+/// r2d2's view of the exporter's pool, in pgxpool's key names.
+#[derive(Debug, Serialize)]
+pub struct PoolBody {
+    pub acquire_count: u64,
+    pub acquired_conns: u32,
+    pub idle_conns: u32,
+    pub max_conns: u32,
+    pub total_conns: u32,
+    pub acquire_duration_ms: u64,
+}
+
+/// What can be known of realtime from outside: the change feed's listening sessions.
+#[derive(Debug, Serialize)]
+pub struct RealtimeBody {
+    pub change_feed_listeners: i64,
+    pub read_at: String,
+}
+
+/// Fluxbase's storage totals (GiB, base 1024), and where they came from.
+#[derive(Debug, Serialize)]
+pub struct StorageBody {
+    pub total_buckets: u64,
+    pub total_files: u64,
+    pub total_size_gb: f64,
+    pub source: &'static str,
+    pub read_at: String,
+}
+
+/// The message of the database block when no database is configured.
+pub const NO_DATABASE: &str =
+    "no database configured: set --database.url, or Fluxbase's FLUXBASE_DATABASE_* variables";
 
 #[derive(Debug, Serialize)]
 pub struct ExporterInfo {
@@ -38,11 +104,27 @@ pub struct ExporterInfo {
 impl SystemMetrics {
     pub fn from_state(state: &State, now: Instant) -> Self {
         let process = state.process.latest();
+        let database = state.database.latest();
+        let activity = database
+            .live
+            .and_then(|live| live.activity.map(|activity| (live.read_at, activity)));
         SystemMetrics {
             uptime_seconds: now.saturating_duration_since(state.started).as_secs(),
             num_goroutines: process.threads,
             // Fluxbase reports whole mebibytes (bytes / 1024 / 1024, truncated).
             memory_sys_mb: process.resident_bytes.map(|bytes| bytes / 1024 / 1024),
+            database: DatabaseBody::from_status(&database),
+            realtime: activity.map(|(read_at, activity)| RealtimeBody {
+                change_feed_listeners: activity.listeners,
+                read_at: timestamp::rfc3339(read_at, Precision::Seconds),
+            }),
+            storage: database.storage.map(|totals| StorageBody {
+                total_buckets: totals.buckets,
+                total_files: totals.objects,
+                total_size_gb: totals.bytes as f64 / 1024.0 / 1024.0 / 1024.0,
+                source: "database",
+                read_at: timestamp::rfc3339(totals.read_at, Precision::Seconds),
+            }),
             exporter: ExporterInfo {
                 version: build_info::VERSION,
                 revision: build_info::REVISION,
@@ -51,6 +133,48 @@ impl SystemMetrics {
             },
         }
     }
+}
+
+impl DatabaseBody {
+    fn from_status(status: &DatabaseStatus) -> Self {
+        if !status.configured {
+            return DatabaseBody {
+                configured: false,
+                message: Some(NO_DATABASE.to_owned()),
+                ..DatabaseBody::default()
+            };
+        }
+        let pool = &status.pool;
+        let activity = status.live.and_then(|live| live.activity);
+        DatabaseBody {
+            configured: true,
+            message: status.error.clone(),
+            pool: Some(PoolBody {
+                acquire_count: pool.acquire_count,
+                acquired_conns: pool.acquired_conns,
+                idle_conns: pool.idle_conns,
+                max_conns: pool.max_conns,
+                total_conns: pool.total_conns,
+                acquire_duration_ms: pool.acquire_duration_ms,
+            }),
+            latency_ms: status
+                .live
+                .map(|live| round_ms(live.latency.as_secs_f64() * 1000.0)),
+            server_connections: activity.map(|a| a.connections),
+            server_idle_connections: activity.map(|a| a.idle),
+            server_max_connections: activity.map(|a| a.server_max_connections),
+            fluxbase_max_connections: Some(status.fluxbase_max_connections),
+            pg_stat_statements: Some(status.statements.clone()),
+            read_at: status
+                .live
+                .map(|live| timestamp::rfc3339(live.read_at, Precision::Seconds)),
+        }
+    }
+}
+
+/// Milliseconds to microsecond resolution.
+fn round_ms(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
 }
 
 /// `GET /api/v1/monitoring/health`: the overall status and one entry per checked service.
@@ -86,7 +210,7 @@ impl From<ServiceHealth> for ServiceBody {
     fn from(service: ServiceHealth) -> Self {
         ServiceBody {
             status: service.status.as_str(),
-            latency_ms: service.latency_ms.map(|ms| (ms * 1000.0).round() / 1000.0),
+            latency_ms: service.latency_ms.map(round_ms),
             message: service.message,
         }
     }

@@ -273,6 +273,7 @@ fn html_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::database::DatabaseStatus;
     use crate::families::ExporterFamilies;
     use crate::health::{CheckReport, HealthBoard};
     use crate::http::auth::BearerToken;
@@ -293,6 +294,7 @@ mod tests {
                 ..Default::default()
             })),
             health: Arc::new(HealthBoard::default()),
+            database: Arc::new(Published::new(DatabaseStatus::default())),
             started: Instant::now(),
             auth_token: token.and_then(BearerToken::new),
             telemetry_path: "/metrics".to_owned(),
@@ -377,7 +379,9 @@ mod tests {
         );
         assert_eq!(reply.status, 200);
         let expected = format!(
-            "{{\"uptime_seconds\":0,\"num_goroutines\":9,\"memory_sys_mb\":5,\"exporter\":{{\"version\":\"{}\",\
+            "{{\"uptime_seconds\":0,\"num_goroutines\":9,\"memory_sys_mb\":5,\"database\":{{\"configured\":false,\
+             \"message\":\"no database configured: set --database.url, or Fluxbase's FLUXBASE_DATABASE_* variables\"}},\
+             \"exporter\":{{\"version\":\"{}\",\
              \"revision\":\"{}\",\"rustc\":\"{}\",\"target\":\"{}\"}}}}\n",
             build_info::VERSION,
             build_info::REVISION,

@@ -9,5 +9,6 @@ mod bodies;
 mod handlers;
 mod server;
 
+pub use bodies::NO_DATABASE;
 pub use handlers::{Handler, Reply, route};
 pub use server::{HttpServer, StartError};

@@ -284,11 +284,56 @@ impl Family<Gauge> {
     pub fn set(&self, values: &[&str], value: f64) {
         self.with(values, |gauge| gauge.set(value));
     }
+
+    /// Makes the series whose first label values are `scope` exactly `readings` (each the rest
+    /// of the label values and a value), in one step: a scrape sees the old set or the new one,
+    /// never a mix. Series outside the scope are untouched; the cardinality guard applies.
+    pub fn replace(&self, scope: &[&str], readings: &[(&[&str], f64)]) {
+        let scope_labels = &self.desc.labels[..scope.len().min(self.desc.labels.len())];
+        let mut prefix = String::new();
+        write_label_pairs(&mut prefix, scope_labels, scope);
+        let in_scope = |key: &str| {
+            scope.is_empty()
+                || key == prefix
+                || (key.starts_with(&prefix) && key.as_bytes().get(prefix.len()) == Some(&b','))
+        };
+        let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        let mut kept: BTreeMap<Box<str>, Arc<Gauge>> = BTreeMap::new();
+        let outside = series.iter().filter(|(key, _)| !in_scope(key)).count();
+        for (rest, value) in readings {
+            let values: Vec<&str> = scope.iter().chain(rest.iter()).copied().collect();
+            if values.len() != self.desc.labels.len() {
+                log::error!(family = self.desc.name; "wrong number of label values; series ignored");
+                continue;
+            }
+            let mut key = String::new();
+            write_label_pairs(&mut key, self.desc.labels, &values);
+            let gauge = match series
+                .remove(key.as_str())
+                .or_else(|| kept.remove(key.as_str()))
+            {
+                Some(gauge) => gauge,
+                None if outside + kept.len() >= self.limit.max_series => {
+                    self.refuse();
+                    continue;
+                }
+                None => Arc::new(Gauge::new()),
+            };
+            gauge.set(*value);
+            kept.insert(key.into_boxed_str(), gauge);
+        }
+        series.retain(|key, _| !in_scope(key));
+        series.append(&mut kept);
+    }
 }
 
 impl Family<Histogram> {
     pub fn observe(&self, values: &[&str], value: f64) {
         self.with(values, |histogram| histogram.observe(value));
+    }
+
+    pub fn observe_many(&self, values: &[&str], value: f64, count: u64) {
+        self.with(values, |histogram| histogram.observe_many(value, count));
     }
 }
 
@@ -379,6 +424,46 @@ mod tests {
             "fluxbase_exporter_series_dropped_total{family=\"demo_requests_total\"} 2\n"
         ));
         assert!(render(&family).contains("path=\"/1\"} 2\n"));
+    }
+
+    const BY_SOURCE: FamilyDesc = FamilyDesc {
+        name: "demo_objects",
+        kind: Kind::Gauge,
+        labels: &["source", "bucket"],
+        buckets: &[],
+        help: "Demo objects",
+    };
+
+    #[test]
+    fn replace_swaps_the_series_of_one_scope_only() {
+        let family: Family<Gauge> = Family::new(&BY_SOURCE, &SeriesLimit::new(10));
+        family.replace(&["database"], &[(&["a"], 1.0), (&["b"], 2.0)]);
+        family.replace(&["filesystem"], &[(&["a"], 5.0)]);
+        family.replace(&["database"], &[(&["b"], 3.0), (&["c"], 4.0)]);
+        let text = render(&family);
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                "demo_objects{source=\"database\",bucket=\"b\"} 3",
+                "demo_objects{source=\"database\",bucket=\"c\"} 4",
+                "demo_objects{source=\"filesystem\",bucket=\"a\"} 5",
+            ]
+        );
+        family.replace(&["database"], &[]);
+        assert_eq!(family.len(), 1);
+    }
+
+    #[test]
+    fn replace_respects_the_cardinality_guard() {
+        let family: Family<Gauge> = Family::new(&BY_SOURCE, &SeriesLimit::new(3));
+        family.replace(&["filesystem"], &[(&["x"], 1.0)]);
+        family.replace(
+            &["database"],
+            &[(&["a"], 1.0), (&["b"], 1.0), (&["c"], 1.0)],
+        );
+        assert_eq!(family.len(), 3);
+        assert_eq!(family.dropped(), 1);
     }
 
     #[test]

@@ -51,17 +51,33 @@ impl Histogram {
         if !value.is_finite() {
             return;
         }
-        // A linear scan: bucket lists are short and most observations land in the first few.
-        let index = self
-            .bounds
-            .iter()
-            .position(|bound| value <= *bound)
-            .unwrap_or(self.bounds.len());
-        self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        self.buckets[self.bucket_of(value)].fetch_add(1, Ordering::Relaxed);
         let _ = self
             .sum_bits
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
                 Some((f64::from_bits(bits) + value).to_bits())
+            });
+    }
+
+    /// The index of the bucket holding `value`. A linear scan: bucket lists are short and most
+    /// observations land in the first few.
+    fn bucket_of(&self, value: f64) -> usize {
+        self.bounds
+            .iter()
+            .position(|bound| value <= *bound)
+            .unwrap_or(self.bounds.len())
+    }
+
+    /// Records `count` observations of the same value (a mean standing for `count` events).
+    pub fn observe_many(&self, value: f64, count: u64) {
+        if !value.is_finite() || count == 0 {
+            return;
+        }
+        self.buckets[self.bucket_of(value)].fetch_add(count, Ordering::Relaxed);
+        let _ = self
+            .sum_bits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + value * count as f64).to_bits())
             });
     }
 
@@ -210,6 +226,17 @@ mod tests {
         let (buckets, count) = parse(std::str::from_utf8(&out).unwrap());
         assert_eq!(count, observed, "every observation is counted once");
         assert_eq!(*buckets.last().unwrap(), observed);
+    }
+
+    #[test]
+    fn observe_many_counts_each_observation() {
+        let histogram = Histogram::new(BOUNDS);
+        histogram.observe_many(0.3, 4);
+        histogram.observe_many(0.3, 0);
+        histogram.observe_many(f64::NAN, 3);
+        assert_eq!(histogram.count(), 4);
+        assert!((histogram.sum() - 1.2).abs() < 1e-12);
+        assert!(rendered(&histogram, "").contains("h_bucket{le=\"0.5\"} 4\n"));
     }
 
     #[test]

@@ -1,0 +1,643 @@
+//! The database worker: every check interval it proves the database answers, counts Fluxbase's
+//! connections and query activity, and, on a slower interval, reads the Fluxbase schema's
+//! aggregates. It publishes families, health verdicts and a status for the JSON endpoints.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use r2d2::PooledConnection;
+
+use super::failure::{Failure, Reason};
+use super::pool::{self, DatabasePool, SessionManager};
+use super::queries::{self, Activity, StatementKey};
+use super::settings::DatabaseSettings;
+use super::statements::StatementTracker;
+use super::status::{DatabaseStatus, LiveReading, PoolStats, StorageTotals};
+use crate::families::{ExporterFamilies, FluxbaseFamilies};
+use crate::health::{CheckReport, HealthBoard, Status};
+use crate::incremental::Window;
+use crate::labels;
+use crate::published::Published;
+use crate::workers::Worker;
+
+/// A job worker whose heartbeat is older than this is not active (Fluxbase's `jobs.worker_timeout`).
+const JOB_WORKER_TIMEOUT_SECONDS: f64 = 30.0;
+/// How far behind the newest finished job the next read starts (rows commit late).
+const JOB_WINDOW_OVERLAP_SECONDS: f64 = 120.0;
+/// Finished jobs read per round at most; the rest are read on the next round.
+const JOB_BATCH: i64 = 5000;
+/// The first retry after a failure; doubled each time, capped at the check interval.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+type Session = PooledConnection<SessionManager>;
+
+/// What the worker needs besides its settings.
+pub struct Outputs {
+    pub fluxbase: Arc<FluxbaseFamilies>,
+    pub exporter: Arc<ExporterFamilies>,
+    pub health: Arc<HealthBoard>,
+    pub status: Arc<Published<DatabaseStatus>>,
+}
+
+pub struct DatabaseWorker {
+    settings: DatabaseSettings,
+    target: String,
+    pool: DatabasePool,
+    interval: Duration,
+    timeout: Duration,
+    out: Outputs,
+    statements: StatementTracker,
+    /// `(operation, table)` of each statement seen; `None` for the exporter's own statements.
+    statement_labels: HashMap<StatementKey, Option<(&'static str, String)>>,
+    statements_state: String,
+    finished_jobs: Option<Window<String>>,
+    last_success: Option<Instant>,
+    last_aggregates: Option<Instant>,
+    failures_in_a_row: u32,
+    pool_stats: PoolStats,
+    /// The latest successful reading (kept, without its figures, after a failure).
+    live: Option<LiveReading>,
+    storage: Option<StorageTotals>,
+    /// What failed in the latest round.
+    error: Option<String>,
+    /// Conditions already logged; a condition is logged again only after it cleared.
+    logged: HashSet<String>,
+}
+
+impl DatabaseWorker {
+    pub fn new(
+        settings: DatabaseSettings,
+        interval: Duration,
+        timeout: Duration,
+        out: Outputs,
+    ) -> Result<Self, String> {
+        let pool = pool::build(&settings, timeout)?;
+        let target = settings.target();
+        // Fluxbase's configured pool size is known from its configuration, measured or not.
+        out.fluxbase
+            .db_connections_max
+            .set(&[], f64::from(settings.fluxbase_max_connections));
+        let worker = DatabaseWorker {
+            pool_stats: PoolStats {
+                max_conns: settings.pool_size,
+                ..PoolStats::default()
+            },
+            settings,
+            target,
+            pool,
+            interval,
+            timeout,
+            out,
+            statements: StatementTracker::default(),
+            statement_labels: HashMap::new(),
+            statements_state: "unknown".to_owned(),
+            finished_jobs: None,
+            last_success: None,
+            last_aggregates: None,
+            failures_in_a_row: 0,
+            live: None,
+            storage: None,
+            error: None,
+            logged: HashSet::new(),
+        };
+        worker.publish_status();
+        Ok(worker)
+    }
+
+    /// Takes a session from the pool, bounded by the check timeout.
+    fn session(&mut self) -> Result<Session, Failure> {
+        let asked = Instant::now();
+        let session = self.pool.pool.get_timeout(self.timeout);
+        let waited = asked.elapsed();
+        self.pool_stats.acquire_count += 1;
+        self.pool_stats.acquire_duration_ms += waited.as_millis() as u64;
+        session.map_err(|_| {
+            // The reason the pool could not open a session, as r2d2 saw it on its own thread;
+            // a server that accepts and never answers produces none, only the wait.
+            let since = self.last_success.unwrap_or(asked).min(asked);
+            self.pool.failures.since(since).unwrap_or_else(|| {
+                Failure::new(
+                    Reason::Timeout,
+                    format!(
+                        "timed out after {:.1}s waiting for the server to answer",
+                        waited.as_secs_f64()
+                    ),
+                )
+            })
+        })
+    }
+
+    /// The fast part of a round: liveness, connections, query activity.
+    fn check(
+        &mut self,
+        session: &mut Session,
+    ) -> Result<(Duration, Activity, Vec<String>), Failure> {
+        // Bounded by the check timeout on the client side, so a server that stopped answering
+        // fails the check instead of holding the worker.
+        if let Err(err) = session.client.is_valid(self.timeout) {
+            session.discard();
+            return Err(Failure::from_postgres(&err));
+        }
+        let started = Instant::now();
+        session
+            .client
+            .simple_query("/* fluxbase-exporter */ SELECT 1")
+            .map_err(|err| {
+                session.discard();
+                Failure::from_postgres(&err)
+            })?;
+        let latency = started.elapsed();
+
+        let mut problems = Vec::new();
+        let activity =
+            queries::activity(&mut session.client, self.settings.fluxbase_user.as_deref())
+                .map_err(|err| Failure::from_postgres(&err))?;
+        if let Err(problem) = self.measure_statements(session) {
+            problems.push(problem);
+        }
+        Ok((latency, activity, problems))
+    }
+
+    /// Feeds the query families from `pg_stat_statements`, when it is there.
+    fn measure_statements(&mut self, session: &mut Session) -> Result<(), String> {
+        let client = &mut session.client;
+        let schema = match queries::statements_schema(client) {
+            Ok(Some(schema)) => schema,
+            Ok(None) => {
+                self.statements_unavailable("not installed");
+                return Ok(());
+            }
+            Err(err) => {
+                return Err(format!(
+                    "pg_stat_statements: {}",
+                    Failure::from_postgres(&err)
+                ));
+            }
+        };
+        let counts = match queries::statement_counts(
+            client,
+            &schema,
+            self.settings.fluxbase_user.as_deref(),
+        ) {
+            Ok(counts) => counts,
+            Err(err) => {
+                let failure = Failure::from_postgres(&err);
+                // Installed in the database but not preloaded into the server.
+                if failure.message.contains("shared_preload_libraries") {
+                    self.statements_unavailable(
+                        "not loaded: add pg_stat_statements to shared_preload_libraries",
+                    );
+                    return Ok(());
+                }
+                return Err(format!("pg_stat_statements: {failure}"));
+            }
+        };
+        let reset_at = queries::statements_reset_at(client, &schema);
+        self.statements_state = "available".to_owned();
+        self.clear_logged("statements");
+
+        let activity = self.statements.update(&counts, reset_at);
+        let unlabelled: Vec<StatementKey> = activity
+            .iter()
+            .map(|a| a.key)
+            .filter(|key| !self.statement_labels.contains_key(key))
+            .collect();
+        if !unlabelled.is_empty() {
+            let texts = queries::statement_texts(client, &schema, &unlabelled).map_err(|err| {
+                format!("pg_stat_statements texts: {}", Failure::from_postgres(&err))
+            })?;
+            for (key, text) in texts {
+                let labels = (!text.trim_start().starts_with(queries::MARKER))
+                    .then(|| (labels::sql_operation(&text), labels::sql_table(&text)));
+                self.statement_labels.insert(key, labels);
+            }
+        }
+        for activity in activity {
+            let Some(Some((operation, table))) = self.statement_labels.get(&activity.key) else {
+                continue;
+            };
+            let values = [*operation, table.as_str()];
+            self.out
+                .fluxbase
+                .db_queries_total
+                .inc_by(&values, activity.calls);
+            let mean_seconds = activity.total_exec_ms / 1000.0 / activity.calls as f64;
+            self.out.fluxbase.db_query_duration_seconds.observe_many(
+                &values,
+                mean_seconds,
+                activity.calls,
+            );
+        }
+        // Forget labels of statements that left the view.
+        let statements = &self.statements;
+        self.statement_labels.retain(|key, _| statements.knows(key));
+        Ok(())
+    }
+
+    fn statements_unavailable(&mut self, why: &str) {
+        if self.log_once("statements", why) {
+            log::info!(
+                reason = why;
+                "pg_stat_statements is unavailable; fluxbase_db_queries_total and fluxbase_db_query_duration_seconds stay empty"
+            );
+        }
+        self.statements_state = why.to_owned();
+        self.statements.clear();
+        self.statement_labels.clear();
+    }
+
+    /// The slow part: the Fluxbase schema's aggregates. Each part is independent: a missing
+    /// schema or table leaves that part out (logged once) without failing the others.
+    fn aggregates(&mut self, session: &mut Session) -> Vec<String> {
+        let mut problems = Vec::new();
+        let client = &mut session.client;
+        let exporter = &self.out.exporter;
+        let fluxbase = &self.out.fluxbase;
+
+        let storage = queries::bucket_totals(client);
+        match &storage {
+            Ok(buckets) => {
+                let rows: Vec<(Vec<&str>, f64, f64)> = buckets
+                    .iter()
+                    .map(|b| (vec![b.bucket.as_str()], b.objects as f64, b.bytes as f64))
+                    .collect();
+                let objects: Vec<(&[&str], f64)> =
+                    rows.iter().map(|(v, o, _)| (v.as_slice(), *o)).collect();
+                let bytes: Vec<(&[&str], f64)> =
+                    rows.iter().map(|(v, _, b)| (v.as_slice(), *b)).collect();
+                exporter
+                    .storage
+                    .buckets
+                    .replace(&["database"], &[(&[], buckets.len() as f64)]);
+                exporter.storage.objects.replace(&["database"], &objects);
+                exporter.storage.bytes.replace(&["database"], &bytes);
+                self.storage = Some(StorageTotals {
+                    read_at: SystemTime::now(),
+                    buckets: buckets.len() as u64,
+                    objects: buckets.iter().map(|b| b.objects.max(0) as u64).sum(),
+                    bytes: buckets.iter().map(|b| b.bytes.max(0) as u64).sum(),
+                });
+            }
+            Err(_) => {
+                self.storage = None;
+                for family in [
+                    &exporter.storage.buckets,
+                    &exporter.storage.objects,
+                    &exporter.storage.bytes,
+                ] {
+                    family.replace(&["database"], &[]);
+                }
+            }
+        }
+        let storage = storage.map(|_| ());
+
+        let sessions = queries::active_sessions(client)
+            .map(|n| exporter.database.auth_sessions_active.set(&[], n as f64));
+        if sessions.is_err() {
+            exporter.database.auth_sessions_active.clear();
+        }
+        let locked = queries::locked_users(client)
+            .map(|n| exporter.database.auth_users_locked.set(&[], n as f64));
+        if locked.is_err() {
+            exporter.database.auth_users_locked.clear();
+        }
+        let webhooks = queries::webhook_deliveries(client).map(|rows| {
+            let rows: Vec<(Vec<&str>, f64)> = rows
+                .iter()
+                .map(|(status, n)| (vec![status.as_str()], *n as f64))
+                .collect();
+            let readings: Vec<(&[&str], f64)> =
+                rows.iter().map(|(v, n)| (v.as_slice(), *n)).collect();
+            exporter.database.webhook_deliveries.replace(&[], &readings);
+        });
+        if webhooks.is_err() {
+            exporter.database.webhook_deliveries.clear();
+        }
+
+        let queued = queries::queued_jobs(client).map(|rows| {
+            let pending: Vec<(Vec<String>, f64)> = rows
+                .iter()
+                .filter(|row| row.status == "pending")
+                .map(|row| {
+                    (
+                        vec![row.namespace.clone(), row.priority.to_string()],
+                        row.count as f64,
+                    )
+                })
+                .collect();
+            let pending_refs: Vec<Vec<&str>> = pending
+                .iter()
+                .map(|(v, _)| v.iter().map(String::as_str).collect())
+                .collect();
+            let readings: Vec<(&[&str], f64)> = pending_refs
+                .iter()
+                .zip(&pending)
+                .map(|(v, (_, n))| (v.as_slice(), *n))
+                .collect();
+            fluxbase.jobs_queue_depth.replace(&[], &readings);
+            let running: i64 = rows
+                .iter()
+                .filter(|row| row.status == "running")
+                .map(|row| row.count)
+                .sum();
+            fluxbase.jobs_processing.set(&[], running as f64);
+        });
+        if queued.is_err() {
+            fluxbase.jobs_queue_depth.clear();
+            fluxbase.jobs_processing.clear();
+        }
+        let workers = queries::job_workers(client, JOB_WORKER_TIMEOUT_SECONDS).map(|workers| {
+            fluxbase.job_workers_active.set(&[], workers.active as f64);
+            if workers.capacity > 0 {
+                fluxbase
+                    .job_worker_utilization
+                    .set(&[], workers.running_jobs as f64 / workers.capacity as f64);
+            } else {
+                // No active worker: utilisation is undefined, not 0.
+                fluxbase.job_worker_utilization.clear();
+            }
+        });
+        if workers.is_err() {
+            fluxbase.job_workers_active.clear();
+            fluxbase.job_worker_utilization.clear();
+        }
+        let finished = self.count_finished_jobs(&mut session.client);
+
+        for (part, result) in [
+            ("storage.buckets and storage.objects", storage),
+            ("auth.sessions", sessions),
+            ("auth.users", locked),
+            ("auth.webhook_deliveries", webhooks),
+            ("jobs.queue", queued.and(finished)),
+            ("jobs.workers", workers),
+        ] {
+            match result {
+                Ok(()) => self.clear_logged(part),
+                Err(err) => {
+                    let failure = Failure::from_postgres(&err);
+                    if failure.reason == Reason::Missing || failure.reason == Reason::Permission {
+                        if self.log_once(part, &failure.message) {
+                            log::info!(part = part, reason = failure.message.as_str(); "Fluxbase schema part cannot be read; left out");
+                        }
+                    } else {
+                        problems.push(format!("{part}: {failure}"));
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// Counts jobs that finished since the previous read into the jobs counters and histogram.
+    fn count_finished_jobs(
+        &mut self,
+        client: &mut postgres::Client,
+    ) -> Result<(), postgres::Error> {
+        let window = match &mut self.finished_jobs {
+            Some(window) => window,
+            // Start from now: jobs that finished before the exporter started are not news.
+            None => self.finished_jobs.insert(Window::new(
+                queries::server_now(client)?,
+                JOB_WINDOW_OVERLAP_SECONDS,
+            )),
+        };
+        let jobs = queries::finished_jobs(client, window.since(), JOB_BATCH)?;
+        let fluxbase = &self.out.fluxbase;
+        for job in jobs {
+            if !window.admit(job.id.clone(), job.finished_at) {
+                continue;
+            }
+            let names = [job.namespace.as_str(), job.name.as_str()];
+            if job.failed {
+                let reason = if job.timed_out { "timeout" } else { "error" };
+                fluxbase
+                    .jobs_failed_total
+                    .inc(&[names[0], names[1], reason]);
+            } else {
+                fluxbase.jobs_completed_total.inc(&names);
+            }
+            if let Some(seconds) = job.duration_seconds.filter(|s| *s >= 0.0) {
+                fluxbase
+                    .job_execution_duration_seconds
+                    .observe(&names, seconds);
+            }
+        }
+        window.prune();
+        Ok(())
+    }
+
+    /// Publishes a successful round.
+    fn succeed(&mut self, now: Instant, latency: Duration, activity: Activity) {
+        let fluxbase = &self.out.fluxbase;
+        let exporter = &self.out.exporter;
+        fluxbase
+            .db_connections
+            .set(&[], activity.connections as f64);
+        fluxbase.db_connections_idle.set(&[], activity.idle as f64);
+        exporter
+            .database
+            .server_max_connections
+            .set(&[], activity.server_max_connections as f64);
+        exporter
+            .database
+            .realtime_listeners
+            .set(&[], activity.listeners as f64);
+
+        if self.failures_in_a_row > 0 {
+            log::info!(database = self.target.as_str(); "database reachable again");
+        }
+        self.failures_in_a_row = 0;
+        self.last_success = Some(now);
+        let stale_after = self.stale_after();
+        self.out.health.database.publish(Some(CheckReport {
+            status: Status::Healthy,
+            latency: Some(latency),
+            message: None,
+            checked_at: now,
+            last_success: Some(now),
+            stale_after,
+            stale_status: Status::Unhealthy,
+        }));
+        let listening = activity.listeners > 0;
+        self.out.health.realtime.publish(Some(CheckReport {
+            status: if listening { Status::Healthy } else { Status::Degraded },
+            latency: None,
+            message: (!listening).then(|| {
+                "no database session is listening on fluxbase_changes: Fluxbase's realtime change feed is not running".to_owned()
+            }),
+            checked_at: now,
+            last_success: Some(now),
+            stale_after,
+            stale_status: Status::Degraded,
+        }));
+        self.live = Some(LiveReading {
+            read_at: SystemTime::now(),
+            latency,
+            activity: Some(activity),
+        });
+    }
+
+    /// Publishes a failed round: unhealthy, and no figure left standing as if just measured.
+    fn fail(&mut self, now: Instant, failure: &Failure) {
+        let message = format!("cannot reach {}: {}", self.target, failure.message);
+        if self.failures_in_a_row == 0 {
+            log::warn!(database = self.target.as_str(), reason = failure.reason.as_str(), error = failure.message.as_str(); "database check failed");
+        }
+        self.failures_in_a_row += 1;
+        self.clear_measured();
+        let stale_after = self.stale_after();
+        self.out.health.database.publish(Some(CheckReport {
+            status: Status::Unhealthy,
+            latency: None,
+            message: Some(message.clone()),
+            checked_at: now,
+            last_success: self.last_success,
+            stale_after,
+            stale_status: Status::Unhealthy,
+        }));
+        self.out.health.realtime.publish(Some(CheckReport {
+            status: Status::Degraded,
+            latency: None,
+            message: Some(
+                "cannot check Fluxbase's realtime change feed: the database is unreachable"
+                    .to_owned(),
+            ),
+            checked_at: now,
+            last_success: self.last_success,
+            stale_after,
+            stale_status: Status::Degraded,
+        }));
+        // The time of the last good reading stays; its figures do not (they are not current).
+        self.live = self.live.map(|reading| LiveReading {
+            activity: None,
+            ..reading
+        });
+        self.error = Some(message);
+    }
+
+    /// Removes every gauge the database feeds (counters keep their totals).
+    fn clear_measured(&mut self) {
+        let fluxbase = &self.out.fluxbase;
+        let exporter = &self.out.exporter;
+        fluxbase.db_connections.clear();
+        fluxbase.db_connections_idle.clear();
+        fluxbase.jobs_queue_depth.clear();
+        fluxbase.jobs_processing.clear();
+        fluxbase.job_workers_active.clear();
+        fluxbase.job_worker_utilization.clear();
+        exporter.database.server_max_connections.clear();
+        exporter.database.realtime_listeners.clear();
+        exporter.database.auth_sessions_active.clear();
+        exporter.database.auth_users_locked.clear();
+        exporter.database.webhook_deliveries.clear();
+        for family in [
+            &exporter.storage.buckets,
+            &exporter.storage.objects,
+            &exporter.storage.bytes,
+        ] {
+            family.replace(&["database"], &[]);
+        }
+        self.storage = None;
+    }
+
+    fn publish_status(&self) {
+        let state = self.pool.pool.state();
+        self.out.status.publish(DatabaseStatus {
+            configured: true,
+            target: self.target.clone(),
+            pool: PoolStats {
+                acquired_conns: state.connections - state.idle_connections,
+                idle_conns: state.idle_connections,
+                total_conns: state.connections,
+                ..self.pool_stats
+            },
+            live: self.live,
+            fluxbase_max_connections: self.settings.fluxbase_max_connections,
+            statements: self.statements_state.clone(),
+            storage: self.storage,
+            error: self.error.clone(),
+        });
+    }
+
+    /// A verdict older than this is stale: three check intervals plus the time a check may take.
+    fn stale_after(&self) -> Duration {
+        self.interval * 3 + self.timeout
+    }
+
+    fn log_once(&mut self, part: &str, condition: &str) -> bool {
+        self.logged.insert(format!("{part}\u{0}{condition}"))
+    }
+
+    fn clear_logged(&mut self, part: &str) {
+        let prefix = format!("{part}\u{0}");
+        self.logged.retain(|key| !key.starts_with(&prefix));
+    }
+}
+
+impl Worker for DatabaseWorker {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+
+    fn run_once(&mut self, now: Instant) {
+        let started = Instant::now();
+        let outcome = self
+            .session()
+            .and_then(|mut session| self.check(&mut session).map(|found| (session, found)));
+        match outcome {
+            Err(failure) => {
+                self.fail(now, &failure);
+                self.out.exporter.checks.record(
+                    "database",
+                    false,
+                    started.elapsed(),
+                    SystemTime::now(),
+                );
+            }
+            Ok((mut session, (latency, activity, mut problems))) => {
+                self.succeed(now, latency, activity);
+                self.out.exporter.checks.record(
+                    "database",
+                    problems.is_empty(),
+                    started.elapsed(),
+                    SystemTime::now(),
+                );
+                let due = self.last_aggregates.is_none_or(|at| {
+                    now.saturating_duration_since(at) >= self.settings.aggregates_interval
+                });
+                if due {
+                    let started = Instant::now();
+                    let failed = self.aggregates(&mut session);
+                    // A failure is retried on the next check interval, not the next aggregates one.
+                    if failed.is_empty() {
+                        self.last_aggregates = Some(now);
+                    }
+                    self.out.exporter.checks.record(
+                        "database_aggregates",
+                        failed.is_empty(),
+                        started.elapsed(),
+                        SystemTime::now(),
+                    );
+                    problems.extend(failed);
+                }
+                for problem in &problems {
+                    log::warn!(error = problem.as_str(); "database measurement failed");
+                }
+                self.error = (!problems.is_empty()).then(|| problems.join("; "));
+            }
+        }
+        self.publish_status();
+    }
+
+    fn interval(&self) -> Duration {
+        if self.failures_in_a_row == 0 {
+            return self.interval;
+        }
+        // Retry soon after a failure, backing off to the check interval.
+        let doublings = (self.failures_in_a_row - 1).min(16);
+        FIRST_RETRY
+            .saturating_mul(1 << doublings)
+            .min(self.interval)
+    }
+}
