@@ -21,8 +21,9 @@ build:
 release:
 	$(CARGO) build --release --locked
 
-bench: ## Benchmarks: the metrics core beside the prometheus crate.
+bench: test-tools ## Benchmarks: the metrics core beside the prometheus crate; scrapes with the database down.
 	$(CARGO) bench --locked --bench metrics_core
+	$(CARGO) bench --locked --bench database_down
 
 lint: ## Formatting and clippy, warnings as errors.
 	$(CARGO) fmt --check

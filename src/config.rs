@@ -256,12 +256,6 @@ impl Config {
             interval: positive_duration("--check.interval", &flags.check_interval)?,
             timeout: positive_duration("--check.timeout", &flags.check_timeout)?,
         };
-        if checks.timeout > checks.interval {
-            return Err(ConfigError::new(
-                "--check.timeout",
-                "must not be longer than --check.interval",
-            ));
-        }
         let aggregates_interval = positive_duration(
             "--database.aggregates-interval",
             &flags.database_aggregates_interval,

@@ -88,6 +88,12 @@ impl HttpServer {
         let local_addr = listener
             .local_addr()
             .map_err(|source| StartError::Bind { address, source })?;
+        // tiny_http writes a response's headers and body separately; with Nagle's algorithm the
+        // last segment would wait for the client's delayed ACK (40 ms) on a kept-alive
+        // connection. Accepted sockets inherit TCP_NODELAY from the listener.
+        if let Err(err) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
+            log::warn!(error:% = err; "cannot set TCP_NODELAY; kept-alive responses may be delayed");
+        }
         let server =
             tiny_http::Server::from_listener(listener, None).map_err(|err| StartError::Bind {
                 address,

@@ -241,6 +241,35 @@ fn check_bearer_auth(exporter: &Exporter, token: &str) {
     assert!(!logs.contains(token), "token leaked into logs");
 }
 
+/// Regression: tiny_http writes headers and body apart; without TCP_NODELAY the body of every
+/// scrape after the first on a kept-alive connection waited ~40 ms for a delayed ACK.
+#[test]
+fn keep_alive_scrapes_are_not_held_back_by_nagle() {
+    use std::io::Write;
+    let exporter = Exporter::start(&[]);
+    let mut stream = std::net::TcpStream::connect(exporter.addr).unwrap();
+    stream
+        .set_read_timeout(Some(crate::harness::DEADLINE))
+        .unwrap();
+    let mut took = Vec::new();
+    for _ in 0..11 {
+        let asked = std::time::Instant::now();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let response = crate::harness::read_response(&mut stream, true).unwrap();
+        assert_eq!(response.status, 200);
+        took.push(asked.elapsed());
+    }
+    took.sort();
+    // The delayed-ACK stall is 40 ms; a healthy scrape takes well under a millisecond.
+    assert!(
+        took[5] < std::time::Duration::from_millis(30),
+        "median {:?}",
+        took[5]
+    );
+}
+
 #[test]
 fn refusals_are_short_and_never_a_hang() {
     let exporter = Exporter::start(&[]);

@@ -1,8 +1,10 @@
 //! Integration tests: the real binary over real sockets, real promtool.
 
 mod harness;
+mod postgres;
 
 mod config_and_lifecycle;
+mod database;
 mod docs;
 mod http_surface;
 mod promtool;
