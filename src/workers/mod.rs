@@ -30,7 +30,15 @@ pub trait Worker: Send + 'static {
 pub struct Workers {
     shutdown_sender: Option<Sender<()>>,
     shutdown: Receiver<()>,
-    threads: Vec<(&'static str, JoinHandle<()>)>,
+    threads: Vec<Running>,
+}
+
+struct Running {
+    name: &'static str,
+    thread: JoinHandle<()>,
+    /// Disconnects when the thread ends (its sender is dropped with the thread's stack, also
+    /// when it panics), so the owner can wait for it with a deadline.
+    done: Receiver<()>,
 }
 
 impl Default for Workers {
@@ -55,24 +63,41 @@ impl Workers {
     pub fn spawn(&mut self, worker: impl Worker) -> io::Result<()> {
         let name = worker.name();
         let shutdown = self.shutdown.clone();
+        let (done_sender, done) = bounded::<()>(0);
         let thread = thread::Builder::new()
             .name(format!("worker-{name}"))
-            .spawn(move || run(worker, &shutdown))?;
-        self.threads.push((name, thread));
+            .spawn(move || {
+                let _done = done_sender;
+                run(worker, &shutdown);
+            })?;
+        self.threads.push(Running { name, thread, done });
         Ok(())
     }
 
-    /// A receiver that becomes ready when shutdown starts, for helpers a worker owns.
-    pub fn shutdown_signal(&self) -> Receiver<()> {
-        self.shutdown.clone()
-    }
-
-    /// Signals every worker to stop and waits for each to finish its current round.
-    pub fn shutdown(mut self) {
+    /// Signals every worker to stop and joins each once it has finished its current round.
+    ///
+    /// A round bounds its own steps, but a step may still be waiting out its timeout (a
+    /// database that accepts and never answers): a worker not done within `grace` is left
+    /// behind, with a warning, rather than holding the process past its stop deadline; it ends
+    /// with the process.
+    pub fn shutdown(mut self, grace: Duration) {
         self.shutdown_sender.take();
-        for (name, thread) in self.threads.drain(..) {
-            if thread.join().is_err() {
-                log::error!(worker = name; "worker thread panicked");
+        let deadline = Instant::now() + grace;
+        for running in self.threads.drain(..) {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            select! {
+                recv(running.done) -> _ => {
+                    if running.thread.join().is_err() {
+                        log::error!(worker = running.name; "worker thread panicked");
+                    }
+                }
+                recv(after(remaining)) -> _ => {
+                    log::warn!(
+                        worker = running.name,
+                        grace_ms = grace.as_millis() as u64;
+                        "worker still busy at shutdown; exiting without waiting for it"
+                    );
+                }
             }
         }
     }
@@ -130,7 +155,31 @@ mod tests {
             assert!(Instant::now() < deadline, "worker did not tick");
             thread::yield_now();
         }
-        workers.shutdown();
+        workers.shutdown(Duration::from_secs(5));
+    }
+
+    struct Stuck;
+
+    impl Worker for Stuck {
+        fn name(&self) -> &'static str {
+            "stuck"
+        }
+        fn run_once(&mut self, _: Instant) {
+            // A step waiting out a long timeout.
+            thread::sleep(Duration::from_secs(3));
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_secs(3600)
+        }
+    }
+
+    #[test]
+    fn shutdown_leaves_a_stuck_worker_behind_after_the_grace_period() {
+        let mut workers = Workers::new();
+        workers.spawn(Stuck).unwrap();
+        let stopping = Instant::now();
+        workers.shutdown(Duration::from_millis(100));
+        assert!(stopping.elapsed() < Duration::from_secs(2));
     }
 
     #[test]
@@ -149,7 +198,7 @@ mod tests {
             thread::yield_now();
         }
         let stopping = Instant::now();
-        workers.shutdown();
+        workers.shutdown(Duration::from_secs(5));
         assert!(stopping.elapsed() < Duration::from_secs(5));
         assert_eq!(rounds.load(Ordering::Relaxed), 1);
     }

@@ -540,6 +540,29 @@ fn a_port_that_accepts_and_never_answers_fails_the_check_without_slowing_scrapes
 }
 
 #[test]
+fn sigterm_exits_within_two_seconds_even_while_a_check_waits_on_the_database() {
+    let black_hole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "postgres://postgres:x@{}/fluxbase?sslmode=disable",
+        black_hole.local_addr().unwrap()
+    );
+    // A check that waits up to 10 s for the black hole.
+    let exporter = Exporter::start(&[
+        "--database.url",
+        &url,
+        "--check.interval",
+        "15s",
+        "--check.timeout",
+        "10s",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, took) = exporter.stop_with("TERM");
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    drop(black_hole);
+}
+
+#[test]
 fn a_wrong_password_is_reported_without_the_password() {
     let database = Cluster::shared().database(false, &[]);
     let url = format!(
