@@ -365,6 +365,92 @@ fn query_metrics_come_from_pg_stat_statements_when_installed() {
     assert_eq!(metric(&reset, select), Some(select_before + 8.0));
 }
 
+/// The role SQL in the README, run as written (with this test's names), is all the exporter
+/// needs; and as a non-superuser it cannot stop pg_stat_statements from tracking its session,
+/// so its own statements must be left out by their marker.
+#[test]
+fn the_least_privilege_role_of_the_readme_is_enough() {
+    let database = Cluster::shared().database(true, &["pg_stat_statements"]);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let sql = readme
+        .split("```sql\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a sql block in the README");
+    let role = format!("exporter_{}", database.name);
+    let sql = sql
+        .replace("fluxbase_exporter", &role)
+        .replace("DATABASE fluxbase", &format!("DATABASE {}", database.name))
+        .replace("'change-me'", "'role-pw'");
+    let mut admin = database.connect();
+    admin
+        .batch_execute(&sql)
+        .expect("the README's role SQL runs");
+    // FORCE row-level security, as Fluxbase sets it: BYPASSRLS is what lets the role count rows.
+    admin
+        .batch_execute("ALTER TABLE storage.objects ENABLE ROW LEVEL SECURITY; ALTER TABLE storage.objects FORCE ROW LEVEL SECURITY;")
+        .unwrap();
+
+    let url = format!(
+        "postgres://{role}:role-pw@127.0.0.1:{}/{}?sslmode=disable",
+        database.port, database.name
+    );
+    let mut args = vec!["--database.url", url.as_str()];
+    args.extend_from_slice(FAST);
+    let exporter = Exporter::start(&args);
+    let metrics = wait_for(&exporter, "/metrics", "the aggregates", |r| {
+        metric(
+            &r.text(),
+            "fluxbase_exporter_check_success{check=\"database_aggregates\"}",
+        ) == Some(1.0)
+            && metric(
+                &r.text(),
+                "fluxbase_exporter_storage_buckets{source=\"database\"}",
+            )
+            .is_some()
+    })
+    .text();
+    assert_eq!(
+        metric(
+            &metrics,
+            "fluxbase_exporter_storage_objects{source=\"database\",bucket=\"avatars\"}"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(&metrics, "fluxbase_exporter_auth_sessions_active"),
+        Some(FIXTURE_ACTIVE_SESSIONS)
+    );
+    assert_eq!(
+        metric(&metrics, "fluxbase_jobs_processing"),
+        Some(FIXTURE_RUNNING)
+    );
+
+    // Several rounds later, none of the exporter's own statements shows up as Fluxbase's.
+    std::thread::sleep(Duration::from_millis(1500));
+    let metrics = exporter.get("/metrics").text();
+    let queries: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("fluxbase_db_queries_total{"))
+        .collect();
+    assert!(
+        queries.is_empty(),
+        "the exporter counted its own statements: {queries:?}"
+    );
+    let tracked: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = $1",
+            &[&role],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        tracked > 0,
+        "the role's statements are tracked, so the marker did the filtering"
+    );
+}
+
 #[test]
 fn without_pg_stat_statements_query_families_stay_empty_and_it_is_logged_once() {
     let database = Cluster::shared().database(true, &[]);
