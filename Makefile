@@ -24,6 +24,7 @@ release:
 bench: test-tools ## Benchmarks: the metrics core beside the prometheus crate; scrapes with the database down.
 	$(CARGO) bench --locked --bench metrics_core
 	$(CARGO) bench --locked --bench database_down
+	$(CARGO) bench --locked --bench storage_scan
 
 lint: ## Formatting and clippy, warnings as errors.
 	$(CARGO) fmt --check

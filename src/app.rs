@@ -20,6 +20,7 @@ use crate::metrics::{Registry, SeriesLimit};
 use crate::process::{ProcessCollector, ProcessSnapshot};
 use crate::published::Published;
 use crate::state::State;
+use crate::storage::{self, ScanTotals, ScanWorker, StorageWorker};
 use crate::workers::Workers;
 use crate::workers::system::SystemWorker;
 
@@ -62,34 +63,29 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let signals = SignalListener::start().map_err(RunError::Startup)?;
 
     let limit = SeriesLimit::new(config.max_series);
-    let fluxbase = Arc::new(FluxbaseFamilies::new(&limit, started));
-    let exporter = Arc::new(ExporterFamilies::new(&limit));
-    let process = Arc::new(Published::new(ProcessSnapshot::default()));
-    let health = Arc::new(HealthBoard::default());
-    let database = Arc::new(Published::new(DatabaseStatus::default()));
+    let shared = Shared {
+        fluxbase: Arc::new(FluxbaseFamilies::new(&limit, started)),
+        exporter: Arc::new(ExporterFamilies::new(&limit)),
+        process: Arc::new(Published::new(ProcessSnapshot::default())),
+        health: Arc::new(HealthBoard::default()),
+        database: Arc::new(Published::new(DatabaseStatus::default())),
+        storage_scan: Arc::new(Published::new(None)),
+    };
     let mut registry = Registry::new();
-    registry.register(fluxbase.clone());
-    registry.register(exporter.clone());
+    registry.register(shared.fluxbase.clone());
+    registry.register(shared.exporter.clone());
     registry.register(limit);
-    registry.register(Arc::new(ProcessCollector::new(Arc::clone(&process))));
+    registry.register(Arc::new(ProcessCollector::new(Arc::clone(&shared.process))));
 
     let mut workers = Workers::new();
-    let outcome = start_workers(
-        &config,
-        &mut workers,
-        &fluxbase,
-        &exporter,
-        &process,
-        &health,
-        &database,
-    )
-    .and_then(|()| {
+    let outcome = start_workers(&config, &mut workers, &shared).and_then(|()| {
         let state = State {
             registry,
-            exporter,
-            process,
-            health,
-            database,
+            exporter: shared.exporter,
+            process: shared.process,
+            health: shared.health,
+            database: shared.database,
+            storage_scan: shared.storage_scan,
             started,
             auth_token: None,
             telemetry_path: String::new(),
@@ -101,18 +97,20 @@ pub fn run(config: Config) -> Result<(), RunError> {
     outcome
 }
 
+/// What workers publish and handlers read, created once.
+struct Shared {
+    fluxbase: Arc<FluxbaseFamilies>,
+    exporter: Arc<ExporterFamilies>,
+    process: Arc<Published<ProcessSnapshot>>,
+    health: Arc<HealthBoard>,
+    database: Arc<Published<DatabaseStatus>>,
+    storage_scan: Arc<Published<Option<ScanTotals>>>,
+}
+
 /// Starts one thread per configured background worker.
-fn start_workers(
-    config: &Config,
-    workers: &mut Workers,
-    fluxbase: &Arc<FluxbaseFamilies>,
-    exporter: &Arc<ExporterFamilies>,
-    process: &Arc<Published<ProcessSnapshot>>,
-    health: &Arc<HealthBoard>,
-    database: &Arc<Published<DatabaseStatus>>,
-) -> Result<(), RunError> {
+fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Result<(), RunError> {
     workers
-        .spawn(SystemWorker::new(Arc::clone(process)))
+        .spawn(SystemWorker::new(Arc::clone(&shared.process)))
         .map_err(RunError::Startup)?;
     match &config.database {
         Some(settings) => {
@@ -122,16 +120,44 @@ fn start_workers(
                 config.checks.interval,
                 config.checks.timeout,
                 database::Outputs {
-                    fluxbase: Arc::clone(fluxbase),
-                    exporter: Arc::clone(exporter),
-                    health: Arc::clone(health),
-                    status: Arc::clone(database),
+                    fluxbase: Arc::clone(&shared.fluxbase),
+                    exporter: Arc::clone(&shared.exporter),
+                    health: Arc::clone(&shared.health),
+                    status: Arc::clone(&shared.database),
                 },
             )
             .map_err(RunError::Database)?;
             workers.spawn(worker).map_err(RunError::Startup)?;
         }
         None => log::info!("{}", crate::http::NO_DATABASE),
+    }
+    match &config.storage {
+        Some(settings) => {
+            log::info!(root:% = settings.root.display(), probe = settings.probe; "checking Fluxbase's storage root");
+            let outputs = storage::Outputs {
+                exporter: Arc::clone(&shared.exporter),
+                health: Arc::clone(&shared.health),
+                scan: Arc::clone(&shared.storage_scan),
+            };
+            let checker = StorageWorker::new(
+                settings.clone(),
+                config.checks.interval,
+                config.checks.timeout,
+                outputs.clone(),
+            )
+            .map_err(RunError::Startup)?;
+            workers.spawn(checker).map_err(RunError::Startup)?;
+            let scanner = ScanWorker::new(
+                settings.clone(),
+                config.checks.interval,
+                outputs,
+                workers.stop_signal(),
+            );
+            workers.spawn(scanner).map_err(RunError::Startup)?;
+        }
+        None => log::info!(
+            "FLUXBASE_STORAGE_PROVIDER is not local and --storage.path is not set: no storage root to check"
+        ),
     }
     Ok(())
 }

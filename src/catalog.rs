@@ -379,6 +379,33 @@ pub const EXPORTER_STORAGE_BYTES: FamilyDesc = gauge(
     "Bytes of the objects in a storage bucket, as the database (storage.objects) or the storage directory records them",
 );
 
+/// Latency buckets for the storage probe's filesystem calls.
+const PROBE_B: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+pub const EXPORTER_STORAGE_FILESYSTEM_AVAILABLE_BYTES: FamilyDesc = gauge(
+    "fluxbase_exporter_storage_filesystem_available_bytes",
+    &[],
+    "Bytes available to unprivileged users on the filesystem holding the storage root",
+);
+pub const EXPORTER_STORAGE_FILESYSTEM_SIZE_BYTES: FamilyDesc = gauge(
+    "fluxbase_exporter_storage_filesystem_size_bytes",
+    &[],
+    "Size in bytes of the filesystem holding the storage root",
+);
+pub const EXPORTER_STORAGE_PROBE_DURATION_SECONDS: FamilyDesc = histogram(
+    "fluxbase_exporter_storage_probe_duration_seconds",
+    &["operation"],
+    PROBE_B,
+    "Duration of the storage probe's own write, read and delete in the exporter's hidden directory, in seconds (not Fluxbase traffic)",
+);
+pub const EXPORTER_STORAGE_SCAN_ERRORS_TOTAL: FamilyDesc = counter(
+    "fluxbase_exporter_storage_scan_errors_total",
+    &["kind"],
+    "Entries the storage scan skipped: vanished (removed mid-walk), permission, too_deep, io",
+);
+
 /// The exporter's own families.
 pub const EXPORTER: &[&FamilyDesc] = &[
     &EXPORTER_BUILD_INFO,
@@ -396,6 +423,10 @@ pub const EXPORTER: &[&FamilyDesc] = &[
     &EXPORTER_STORAGE_BUCKETS,
     &EXPORTER_STORAGE_OBJECTS,
     &EXPORTER_STORAGE_BYTES,
+    &EXPORTER_STORAGE_FILESYSTEM_AVAILABLE_BYTES,
+    &EXPORTER_STORAGE_FILESYSTEM_SIZE_BYTES,
+    &EXPORTER_STORAGE_PROBE_DURATION_SECONDS,
+    &EXPORTER_STORAGE_SCAN_ERRORS_TOTAL,
 ];
 
 // ---------------------------------------------------------------------------------------------

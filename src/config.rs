@@ -14,6 +14,7 @@ use crate::database::settings;
 use crate::duration;
 use crate::http::auth::BearerToken;
 use crate::logging::LogFormat;
+use crate::storage::StorageSettings;
 
 /// The default listening port. Fluxbase uses 8080 (API) and 9090 (metrics), postgres_exporter
 /// 9187 and node_exporter 9100; 9745 clashes with none of them.
@@ -141,6 +142,43 @@ pub struct Flags {
     )]
     pub database_aggregates_interval: String,
 
+    /// Fluxbase's local storage root [default: FLUXBASE_STORAGE_LOCAL_PATH, else ./storage;
+    /// none when FLUXBASE_STORAGE_PROVIDER names another provider].
+    #[arg(
+        long = "storage.path",
+        env = "FLUXBASE_EXPORTER_STORAGE_PATH",
+        value_name = "DIR"
+    )]
+    pub storage_path: Option<PathBuf>,
+
+    /// How often the storage root is walked to count buckets, objects and bytes.
+    #[arg(
+        long = "storage.scan-interval",
+        env = "FLUXBASE_EXPORTER_STORAGE_SCAN_INTERVAL",
+        value_name = "DURATION",
+        default_value = "5m"
+    )]
+    pub storage_scan_interval: String,
+
+    /// Write, read and delete a small file in <storage root>/.fluxbase-exporter on every check.
+    #[arg(
+        long = "storage.probe",
+        env = "FLUXBASE_EXPORTER_STORAGE_PROBE",
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub storage_probe: bool,
+
+    /// Below this share of free space on the storage filesystem, storage is degraded.
+    #[arg(
+        long = "storage.min-free-ratio",
+        env = "FLUXBASE_EXPORTER_STORAGE_MIN_FREE_RATIO",
+        value_name = "RATIO",
+        default_value_t = 0.05
+    )]
+    pub storage_min_free_ratio: f64,
+
     /// How often each check runs; a failed check is retried no later than this.
     #[arg(
         long = "check.interval",
@@ -179,6 +217,8 @@ pub struct Config {
     pub checks: CheckConfig,
     /// `None`: no database is configured.
     pub database: Option<DatabaseSettings>,
+    /// `None`: Fluxbase stores objects elsewhere (S3), so there is no local root to watch.
+    pub storage: Option<StorageSettings>,
 }
 
 /// The pace and bound shared by every check.
@@ -270,6 +310,7 @@ impl Config {
             env,
         })
         .map_err(|err| ConfigError::new(err.setting, err.message))?;
+        let storage = storage_settings(&flags, env)?;
         let level = log_level(flags.log_level.as_deref(), env)?;
         let format = flags
             .log_format
@@ -286,8 +327,44 @@ impl Config {
             max_series: flags.metrics_max_series,
             checks,
             database,
+            storage,
         })
     }
+}
+
+/// The storage root: the flag, else Fluxbase's own setting, else Fluxbase's default; none when
+/// Fluxbase is configured for a provider other than the local one and no path was given.
+fn storage_settings(
+    flags: &Flags,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<StorageSettings>, ConfigError> {
+    let scan_interval = positive_duration("--storage.scan-interval", &flags.storage_scan_interval)?;
+    let ratio = flags.storage_min_free_ratio;
+    if !(0.0..1.0).contains(&ratio) {
+        return Err(ConfigError::new(
+            "--storage.min-free-ratio",
+            "must be at least 0 and below 1 (0.05 is 5%)",
+        ));
+    }
+    let nonempty = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+    let root = match &flags.storage_path {
+        Some(path) => path.clone(),
+        None => {
+            if let Some(provider) = nonempty("FLUXBASE_STORAGE_PROVIDER")
+                && !provider.trim().eq_ignore_ascii_case("local")
+            {
+                return Ok(None);
+            }
+            nonempty("FLUXBASE_STORAGE_LOCAL_PATH")
+                .map_or_else(|| PathBuf::from("./storage"), PathBuf::from)
+        }
+    };
+    Ok(Some(StorageSettings {
+        root,
+        probe: flags.storage_probe,
+        scan_interval,
+        min_free_ratio: ratio,
+    }))
 }
 
 /// A duration of at least a millisecond, written as Prometheus writes it.

@@ -192,6 +192,16 @@ impl ExporterFamilies {
                 buckets: Family::new(&EXPORTER_STORAGE_BUCKETS, limit),
                 objects: Family::new(&EXPORTER_STORAGE_OBJECTS, limit),
                 bytes: Family::new(&EXPORTER_STORAGE_BYTES, limit),
+                filesystem_available_bytes: Family::new(
+                    &EXPORTER_STORAGE_FILESYSTEM_AVAILABLE_BYTES,
+                    limit,
+                ),
+                filesystem_size_bytes: Family::new(&EXPORTER_STORAGE_FILESYSTEM_SIZE_BYTES, limit),
+                probe_duration_seconds: Family::new(
+                    &EXPORTER_STORAGE_PROBE_DURATION_SECONDS,
+                    limit,
+                ),
+                scan_errors_total: Family::new(&EXPORTER_STORAGE_SCAN_ERRORS_TOTAL, limit),
             },
         };
         families.build_info.set(
@@ -204,21 +214,13 @@ impl ExporterFamilies {
 
 impl Collector for ExporterFamilies {
     fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
-        let families: [&dyn Collector; 14] = [
+        let families: [&dyn Collector; 6] = [
             &self.build_info,
             &self.http_requests_total,
             &self.http_request_duration_seconds,
-            &self.checks.success,
-            &self.checks.duration_seconds,
-            &self.checks.last_success_timestamp_seconds,
-            &self.database.server_max_connections,
-            &self.database.realtime_listeners,
-            &self.database.auth_sessions_active,
-            &self.database.auth_users_locked,
-            &self.database.webhook_deliveries,
-            &self.storage.buckets,
-            &self.storage.objects,
-            &self.storage.bytes,
+            &self.checks,
+            &self.database,
+            &self.storage,
         ];
         for family in families {
             family.collect(scrape, out);
@@ -263,6 +265,40 @@ pub struct StorageFamilies {
     pub buckets: Family<Gauge>,
     pub objects: Family<Gauge>,
     pub bytes: Family<Gauge>,
+    pub filesystem_available_bytes: Family<Gauge>,
+    pub filesystem_size_bytes: Family<Gauge>,
+    pub probe_duration_seconds: Family<Histogram>,
+    pub scan_errors_total: Family<Counter>,
+}
+
+impl Collector for CheckFamilies {
+    fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
+        self.success.collect(scrape, out);
+        self.duration_seconds.collect(scrape, out);
+        self.last_success_timestamp_seconds.collect(scrape, out);
+    }
+}
+
+impl Collector for DatabaseFamilies {
+    fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
+        self.server_max_connections.collect(scrape, out);
+        self.realtime_listeners.collect(scrape, out);
+        self.auth_sessions_active.collect(scrape, out);
+        self.auth_users_locked.collect(scrape, out);
+        self.webhook_deliveries.collect(scrape, out);
+    }
+}
+
+impl Collector for StorageFamilies {
+    fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
+        self.buckets.collect(scrape, out);
+        self.objects.collect(scrape, out);
+        self.bytes.collect(scrape, out);
+        self.filesystem_available_bytes.collect(scrape, out);
+        self.filesystem_size_bytes.collect(scrape, out);
+        self.probe_duration_seconds.collect(scrape, out);
+        self.scan_errors_total.collect(scrape, out);
+    }
 }
 
 #[cfg(test)]

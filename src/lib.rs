@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bounded;
 pub mod build_info;
 pub mod catalog;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod process;
 pub mod published;
 pub mod state;
+pub mod storage;
 pub mod timestamp;
 pub mod workers;
 

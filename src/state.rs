@@ -11,6 +11,7 @@ use crate::http::auth::BearerToken;
 use crate::metrics::Registry;
 use crate::process::ProcessSnapshot;
 use crate::published::Published;
+use crate::storage::ScanTotals;
 
 /// Shared, read-only state of the HTTP side. Built once at start-up.
 pub struct State {
@@ -24,6 +25,8 @@ pub struct State {
     pub health: Arc<HealthBoard>,
     /// What the database worker last found (`configured: false` when there is no database).
     pub database: Arc<Published<DatabaseStatus>>,
+    /// The latest finished storage scan (`None` before the first, or when it failed).
+    pub storage_scan: Arc<Published<Option<ScanTotals>>>,
     /// When the exporter started (uptime counts from here).
     pub started: Instant,
     /// The token `/api/v1/monitoring/metrics` requires; `None` keeps it closed.

@@ -89,6 +89,24 @@ pub struct StorageBody {
     pub read_at: String,
 }
 
+impl StorageBody {
+    fn new(
+        buckets: u64,
+        files: u64,
+        bytes: u64,
+        source: &'static str,
+        read_at: SystemTime,
+    ) -> Self {
+        StorageBody {
+            total_buckets: buckets,
+            total_files: files,
+            total_size_gb: bytes as f64 / 1024.0 / 1024.0 / 1024.0,
+            source,
+            read_at: timestamp::rfc3339(read_at, Precision::Seconds),
+        }
+    }
+}
+
 /// The message of the database block when no database is configured.
 pub const NO_DATABASE: &str =
     "no database configured: set --database.url, or Fluxbase's FLUXBASE_DATABASE_* variables";
@@ -118,13 +136,24 @@ impl SystemMetrics {
                 change_feed_listeners: activity.listeners,
                 read_at: timestamp::rfc3339(read_at, Precision::Seconds),
             }),
-            storage: database.storage.map(|totals| StorageBody {
-                total_buckets: totals.buckets,
-                total_files: totals.objects,
-                total_size_gb: totals.bytes as f64 / 1024.0 / 1024.0 / 1024.0,
-                source: "database",
-                read_at: timestamp::rfc3339(totals.read_at, Precision::Seconds),
-            }),
+            // The database's figures win; the storage scan stands in when there are none.
+            storage: match (database.storage, *state.storage_scan.latest()) {
+                (Some(totals), _) => Some(StorageBody::new(
+                    totals.buckets,
+                    totals.objects,
+                    totals.bytes,
+                    "database",
+                    totals.read_at,
+                )),
+                (None, Some(scan)) => Some(StorageBody::new(
+                    scan.buckets,
+                    scan.objects,
+                    scan.bytes,
+                    "filesystem",
+                    scan.finished_at,
+                )),
+                (None, None) => None,
+            },
             exporter: ExporterInfo {
                 version: build_info::VERSION,
                 revision: build_info::REVISION,

@@ -295,6 +295,7 @@ mod tests {
             })),
             health: Arc::new(HealthBoard::default()),
             database: Arc::new(Published::new(DatabaseStatus::default())),
+            storage_scan: Arc::new(Published::new(None)),
             started: Instant::now(),
             auth_token: token.and_then(BearerToken::new),
             telemetry_path: "/metrics".to_owned(),

@@ -23,6 +23,9 @@ pub trait Worker: Send + 'static {
 
     /// How long from the start of one round to the start of the next.
     fn interval(&self) -> Duration;
+
+    /// Called once on the worker's thread after its last round, to stop what it owns.
+    fn stop(&mut self) {}
 }
 
 /// The owner of every worker thread. Dropping the shutdown sender wakes all of them; `shutdown`
@@ -74,6 +77,12 @@ impl Workers {
         Ok(())
     }
 
+    /// A receiver that disconnects when shutdown starts: a long round (a storage scan) polls it
+    /// to stop early.
+    pub fn stop_signal(&self) -> Receiver<()> {
+        self.shutdown.clone()
+    }
+
     /// Signals every worker to stop and joins each once it has finished its current round.
     ///
     /// A round bounds its own steps, but a step may still be waiting out its timeout (a
@@ -114,6 +123,7 @@ fn run(mut worker: impl Worker, shutdown: &Receiver<()>) {
             recv(after(pause)) -> _ => {}
         }
     }
+    worker.stop();
     log::debug!(worker = worker.name(); "worker stopped");
 }
 

@@ -490,7 +490,7 @@ fn a_missing_schema_leaves_its_parts_out_and_the_database_healthy() {
         ),
         Some(1.0)
     );
-    assert!(!metrics.contains("fluxbase_exporter_storage_buckets{"));
+    assert!(!metrics.contains("fluxbase_exporter_storage_buckets{source=\"database\"}"));
     assert_eq!(metric(&metrics, "fluxbase_jobs_processing"), None);
     assert_eq!(
         metric(&metrics, "fluxbase_exporter_auth_sessions_active"),

@@ -16,6 +16,9 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 /// A running exporter. Killed when dropped.
 pub struct Exporter {
     child: Option<Child>,
+    /// The working directory, with an empty `storage/` as Fluxbase's default layout has, so
+    /// that the default `./storage` root is healthy unless a test says otherwise.
+    workdir: TempDir,
     pub addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
 }
@@ -42,9 +45,43 @@ impl Exporter {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        Exporter::launch(args, env, &Launch::Plain)
+    }
+
+    /// Starts the exporter as `launch` says: plainly, as an unprivileged user, or after a shell
+    /// script (run in a private mount namespace) has set the stage.
+    pub fn launch(args: &[&str], env: &[(&str, &str)], launch: &Launch) -> Exporter {
         let mut all_args = vec!["--web.listen-address", "127.0.0.1:0"];
         all_args.extend_from_slice(args);
-        let mut child = command(&all_args, env)
+        let workdir = TempDir::new("cwd");
+        std::fs::create_dir_all(workdir.path.join("storage")).expect("create ./storage");
+        let mut command = command(&all_args, env);
+        match launch {
+            Launch::Plain => {}
+            Launch::Unprivileged => {
+                if let Some((uid, gid)) = unprivileged_user() {
+                    use std::os::unix::process::CommandExt;
+                    command.uid(uid).gid(gid);
+                }
+            }
+            Launch::InMountNamespace(setup) => {
+                let mut wrapped = Command::new("unshare");
+                wrapped
+                    .args(["--mount", "--propagation", "private", "sh", "-ec"])
+                    .arg(format!("{setup}\nexec \"$0\" \"$@\""))
+                    .arg(BINARY)
+                    .args(&all_args);
+                for (key, _) in std::env::vars() {
+                    if key.starts_with("FLUXBASE_") {
+                        wrapped.env_remove(key);
+                    }
+                }
+                wrapped.envs(env.iter().copied());
+                command = wrapped;
+            }
+        }
+        let mut child = command
+            .current_dir(&workdir.path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -78,6 +115,7 @@ impl Exporter {
             child: Some(child),
             addr,
             logs,
+            workdir,
         }
     }
 
@@ -101,6 +139,11 @@ impl Exporter {
     /// Every log line so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// The exporter's working directory (its default `./storage` is `storage/` in it).
+    pub fn workdir(&self) -> &std::path::Path {
+        &self.workdir.path
     }
 
     pub fn pid(&self) -> u32 {
@@ -137,6 +180,25 @@ impl Drop for Exporter {
             let _ = child.wait();
         }
     }
+}
+
+/// How to start the exporter.
+pub enum Launch {
+    Plain,
+    /// As `nobody` when the tests run as root (permissions mean nothing to root).
+    Unprivileged,
+    /// After this shell script, in a private mount namespace (for read-only and full
+    /// filesystems). Needs root or user namespaces, as on the machines the tests run on.
+    InMountNamespace(String),
+}
+
+/// The uid and gid of `nobody` when running as root; `None` when already unprivileged.
+pub fn unprivileged_user() -> Option<(u32, u32)> {
+    let me = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&me.stdout).trim() != "0" {
+        return None;
+    }
+    Some((65534, 65534))
 }
 
 /// The address in the "listening" log line, in either log format.
@@ -245,10 +307,25 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
+        TempDir::under(&std::env::temp_dir(), name)
+    }
+
+    /// A directory on tmpfs (`/dev/shm`) where there is one: creating tens of thousands of
+    /// files there takes a fraction of a second instead of tens of seconds on a slow disk.
+    pub fn in_memory(name: &str) -> TempDir {
+        let shm = PathBuf::from("/dev/shm");
+        let parent = if tempfile_probe(&shm) {
+            shm
+        } else {
+            std::env::temp_dir()
+        };
+        TempDir::under(&parent, name)
+    }
+
+    fn under(parent: &std::path::Path, name: &str) -> TempDir {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("fxe-it-{name}-{}-{unique}", std::process::id()));
+        let path = parent.join(format!("fxe-it-{name}-{}-{unique}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create temp dir");
         TempDir { path }
@@ -275,4 +352,12 @@ pub fn sample_value(text: &str, prefix: &str) -> Option<f64> {
         .find(|line| line.starts_with(prefix))
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
+}
+
+/// Whether a directory can be created under `parent`.
+fn tempfile_probe(parent: &std::path::Path) -> bool {
+    let probe = parent.join(format!("fxe-probe-{}", std::process::id()));
+    let created = std::fs::create_dir_all(&probe).is_ok();
+    let _ = std::fs::remove_dir(&probe);
+    created
 }

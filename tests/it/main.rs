@@ -8,3 +8,4 @@ mod database;
 mod docs;
 mod http_surface;
 mod promtool;
+mod storage;
