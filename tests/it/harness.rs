@@ -17,8 +17,9 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub struct Exporter {
     child: Option<Child>,
     /// The working directory, with an empty `storage/` as Fluxbase's default layout has, so
-    /// that the default `./storage` root is healthy unless a test says otherwise.
-    workdir: TempDir,
+    /// that the default `./storage` root is healthy unless a test says otherwise. Held for its
+    /// removal on drop.
+    _workdir: TempDir,
     pub addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
 }
@@ -115,7 +116,7 @@ impl Exporter {
             child: Some(child),
             addr,
             logs,
-            workdir,
+            _workdir: workdir,
         }
     }
 
@@ -139,11 +140,6 @@ impl Exporter {
     /// Every log line so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
-    }
-
-    /// The exporter's working directory (its default `./storage` is `storage/` in it).
-    pub fn workdir(&self) -> &std::path::Path {
-        &self.workdir.path
     }
 
     pub fn pid(&self) -> u32 {
