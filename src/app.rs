@@ -11,8 +11,9 @@ use crossbeam_channel::{Receiver, bounded, select};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
-use crate::config::{Config, WebConfig};
-use crate::database::{self, DatabaseStatus, DatabaseWorker};
+use crate::config::{Config, EventFile, WebConfig};
+use crate::database::{self, DatabasePool, DatabaseStatus, DatabaseWorker};
+use crate::events::{self, DatabaseSource, FileSource, SourceStatus, StdinSource};
 use crate::families::{ExporterFamilies, FluxbaseFamilies};
 use crate::health::HealthBoard;
 use crate::http::{HttpServer, StartError};
@@ -70,6 +71,9 @@ pub fn run(config: Config) -> Result<(), RunError> {
         health: Arc::new(HealthBoard::default()),
         database: Arc::new(Published::new(DatabaseStatus::default())),
         storage_scan: Arc::new(Published::new(None)),
+        event_sources: (0..config.events.files.len() + usize::from(config.events.database))
+            .map(|_| Arc::new(Published::new(SourceStatus::default())))
+            .collect(),
     };
     let mut registry = Registry::new();
     registry.register(shared.fluxbase.clone());
@@ -86,6 +90,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
             health: shared.health,
             database: shared.database,
             storage_scan: shared.storage_scan,
+            event_sources: shared.event_sources,
             started,
             auth_token: None,
             telemetry_path: String::new(),
@@ -105,6 +110,8 @@ struct Shared {
     health: Arc<HealthBoard>,
     database: Arc<Published<DatabaseStatus>>,
     storage_scan: Arc<Published<Option<ScanTotals>>>,
+    /// One per event source, in the order of `config.events.files`, then the database.
+    event_sources: Vec<Arc<Published<SourceStatus>>>,
 }
 
 /// Starts one thread per configured background worker.
@@ -112,11 +119,14 @@ fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Res
     workers
         .spawn(SystemWorker::new(Arc::clone(&shared.process)))
         .map_err(RunError::Startup)?;
-    match &config.database {
+    let pool = match &config.database {
         Some(settings) => {
             log::info!(database = settings.target().as_str(), sslmode = settings.ssl_mode.as_str(); "checking the Fluxbase database");
+            let pool =
+                database::pool(settings, config.checks.timeout).map_err(RunError::Database)?;
             let worker = DatabaseWorker::new(
                 settings.clone(),
+                pool.clone(),
                 config.checks.interval,
                 config.checks.timeout,
                 database::Outputs {
@@ -125,12 +135,16 @@ fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Res
                     health: Arc::clone(&shared.health),
                     status: Arc::clone(&shared.database),
                 },
-            )
-            .map_err(RunError::Database)?;
+            );
             workers.spawn(worker).map_err(RunError::Startup)?;
+            Some(pool)
         }
-        None => log::info!("{}", crate::http::NO_DATABASE),
-    }
+        None => {
+            log::info!("{}", crate::http::NO_DATABASE);
+            None
+        }
+    };
+    start_event_sources(config, workers, shared, pool)?;
     match &config.storage {
         Some(settings) => {
             log::info!(root:% = settings.root.display(), probe = settings.probe; "checking Fluxbase's storage root");
@@ -158,6 +172,56 @@ fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Res
         None => log::info!(
             "FLUXBASE_STORAGE_PROVIDER is not local and --storage.path is not set: no storage root to check"
         ),
+    }
+    Ok(())
+}
+
+/// One worker per event source.
+fn start_event_sources(
+    config: &Config,
+    workers: &mut Workers,
+    shared: &Shared,
+    pool: Option<DatabasePool>,
+) -> Result<(), RunError> {
+    let outputs = events::Outputs {
+        fluxbase: Arc::clone(&shared.fluxbase),
+        exporter: Arc::clone(&shared.exporter),
+    };
+    let mut statuses = shared.event_sources.iter().cloned();
+    let events = &config.events;
+    for file in &events.files {
+        let status = statuses.next().unwrap_or_default();
+        match file {
+            EventFile::Path(path) => {
+                log::info!(path:% = path.display(), from_start = events.from_start; "following Fluxbase's events");
+                let source = FileSource::new(
+                    path.clone(),
+                    events.from_start,
+                    events.poll_interval,
+                    &outputs,
+                    status,
+                );
+                workers.spawn(source).map_err(RunError::Startup)?;
+            }
+            EventFile::Stdin => {
+                log::info!("reading Fluxbase's events from standard input");
+                workers
+                    .spawn(StdinSource::new(&outputs, status))
+                    .map_err(RunError::Startup)?;
+            }
+        }
+    }
+    if let (true, Some(pool)) = (events.database, pool) {
+        log::info!(overlap:% = crate::duration::format(events.database_overlap); "reading Fluxbase's events from logging.entries");
+        let source = DatabaseSource::new(
+            pool,
+            config.checks.timeout,
+            config.checks.interval,
+            events.database_overlap,
+            &outputs,
+            statuses.next().unwrap_or_default(),
+        );
+        workers.spawn(source).map_err(RunError::Startup)?;
     }
     Ok(())
 }

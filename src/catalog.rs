@@ -98,13 +98,15 @@ const JOB_B: &[f64] = &[0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.
 pub const HTTP_REQUESTS_TOTAL: FamilyDesc = counter(
     "fluxbase_http_requests_total",
     &["method", "path", "status"],
-    "Total number of HTTP requests",
+    "Total number of HTTP requests (counted from Fluxbase's \"HTTP request\" log events; with debug \
+     off Fluxbase does not log 2xx responses, so only 3xx-5xx are seen then)",
 );
 pub const HTTP_REQUEST_DURATION_SECONDS: FamilyDesc = histogram(
     "fluxbase_http_request_duration_seconds",
     &["method", "path", "status"],
     HTTP_B,
-    "HTTP request latency in seconds",
+    "HTTP request latency in seconds (from Fluxbase's \"HTTP request\" log events; with debug off \
+     Fluxbase does not log 2xx responses)",
 );
 pub const HTTP_REQUEST_SIZE_BYTES: FamilyDesc = histogram(
     "fluxbase_http_request_size_bytes",
@@ -116,12 +118,14 @@ pub const HTTP_RESPONSE_SIZE_BYTES: FamilyDesc = histogram(
     "fluxbase_http_response_size_bytes",
     &["method", "path", "status"],
     SIZE_B,
-    "HTTP response size in bytes",
+    "HTTP response size in bytes (from Fluxbase's \"HTTP request\" log events; with debug off \
+     Fluxbase does not log 2xx responses)",
 );
 pub const HTTP_REQUESTS_IN_FLIGHT: FamilyDesc = gauge(
     "fluxbase_http_requests_in_flight",
     &[],
-    "Current number of HTTP requests being processed",
+    "Current number of HTTP requests being processed (cannot be known from outside Fluxbase: \
+     never shown)",
 );
 pub const DB_QUERIES_TOTAL: FamilyDesc = counter(
     "fluxbase_db_queries_total",
@@ -178,43 +182,48 @@ pub const REALTIME_CONNECTION_ERRORS_TOTAL: FamilyDesc = counter(
 pub const STORAGE_BYTES_TOTAL: FamilyDesc = counter(
     "fluxbase_storage_bytes_total",
     &["operation", "bucket"],
-    "Total number of bytes stored/retrieved",
+    "Total number of bytes stored/retrieved (downloads only, from Fluxbase's storage API request \
+     logs; upload sizes are not logged)",
 );
 pub const STORAGE_OPERATIONS_TOTAL: FamilyDesc = counter(
     "fluxbase_storage_operations_total",
     &["operation", "bucket", "status"],
-    "Total number of storage operations",
+    "Total number of storage operations (from Fluxbase's storage API request logs; with debug off \
+     successful ones are not logged)",
 );
 pub const STORAGE_OPERATION_DURATION_SECONDS: FamilyDesc = histogram(
     "fluxbase_storage_operation_duration_seconds",
     &["operation", "bucket"],
     ST_B,
-    "Storage operation latency in seconds",
+    "Storage operation latency in seconds (from Fluxbase's storage API request logs)",
 );
 pub const AUTH_ATTEMPTS_TOTAL: FamilyDesc = counter(
     "fluxbase_auth_attempts_total",
     &["method", "result"],
-    "Total number of authentication attempts",
+    "Total number of authentication attempts (from Fluxbase's login_success and login_failed \
+     security events)",
 );
 pub const AUTH_SUCCESS_TOTAL: FamilyDesc = counter(
     "fluxbase_auth_success_total",
     &["method"],
-    "Total number of successful authentications",
+    "Total number of successful authentications (from Fluxbase's login_success security events)",
 );
 pub const AUTH_FAILURE_TOTAL: FamilyDesc = counter(
     "fluxbase_auth_failure_total",
     &["method", "reason"],
-    "Total number of failed authentications",
+    "Total number of failed authentications (from Fluxbase's login_failed security events)",
 );
 pub const AUTH_TOKENS_ISSUED_TOTAL: FamilyDesc = counter(
     "fluxbase_auth_tokens_issued_total",
     &["token_type"],
-    "Total number of auth tokens issued",
+    "Total number of auth tokens issued (refresh tokens, from Fluxbase's token_refresh security \
+     events)",
 );
 pub const RATE_LIMIT_HITS_TOTAL: FamilyDesc = counter(
     "fluxbase_rate_limit_hits_total",
     &["limiter_type", "identifier"],
-    "Total number of rate limit hits",
+    "Total number of rate limit hits (from 429 responses and rate_limit_exceeded events in \
+     Fluxbase's logs)",
 );
 pub const SYSTEM_UPTIME_SECONDS: FamilyDesc = gauge(
     "fluxbase_system_uptime_seconds",
@@ -406,6 +415,43 @@ pub const EXPORTER_STORAGE_SCAN_ERRORS_TOTAL: FamilyDesc = counter(
     "Entries the storage scan skipped: vanished (removed mid-walk), permission, too_deep, io",
 );
 
+/// How far behind an event's own time the exporter counted it.
+const LAG_B: &[f64] = &[
+    0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+pub const EXPORTER_SLOW_QUERIES_TOTAL: FamilyDesc = counter(
+    "fluxbase_exporter_slow_queries_total",
+    &["operation", "table"],
+    "Queries Fluxbase logged as slow (\"Slow query detected\"), by operation and table",
+);
+pub const EXPORTER_EVENTS_LINES_TOTAL: FamilyDesc = counter(
+    "fluxbase_exporter_events_lines_total",
+    &["source"],
+    "Lines (or logging.entries rows) read from an event source",
+);
+pub const EXPORTER_EVENTS_PARSED_TOTAL: FamilyDesc = counter(
+    "fluxbase_exporter_events_parsed_total",
+    &["source", "kind"],
+    "Fluxbase events read, by kind: http, security and slow_query are counted into families, other is not",
+);
+pub const EXPORTER_EVENTS_SKIPPED_TOTAL: FamilyDesc = counter(
+    "fluxbase_exporter_events_skipped_total",
+    &["source", "reason"],
+    "Lines not counted, by reason: not_json, invalid_json, invalid_field, too_long",
+);
+pub const EXPORTER_EVENTS_LAG_SECONDS: FamilyDesc = histogram(
+    "fluxbase_exporter_events_lag_seconds",
+    &["source"],
+    LAG_B,
+    "Time between an event's own timestamp and the moment the exporter counted it, in seconds",
+);
+pub const EXPORTER_EVENTS_LAST_TIMESTAMP_SECONDS: FamilyDesc = gauge(
+    "fluxbase_exporter_events_last_timestamp_seconds",
+    &["source"],
+    "The own timestamp of the latest event read from a source, in seconds since the Unix epoch",
+);
+
 /// The exporter's own families.
 pub const EXPORTER: &[&FamilyDesc] = &[
     &EXPORTER_BUILD_INFO,
@@ -427,6 +473,12 @@ pub const EXPORTER: &[&FamilyDesc] = &[
     &EXPORTER_STORAGE_FILESYSTEM_SIZE_BYTES,
     &EXPORTER_STORAGE_PROBE_DURATION_SECONDS,
     &EXPORTER_STORAGE_SCAN_ERRORS_TOTAL,
+    &EXPORTER_SLOW_QUERIES_TOTAL,
+    &EXPORTER_EVENTS_LINES_TOTAL,
+    &EXPORTER_EVENTS_PARSED_TOTAL,
+    &EXPORTER_EVENTS_SKIPPED_TOTAL,
+    &EXPORTER_EVENTS_LAG_SECONDS,
+    &EXPORTER_EVENTS_LAST_TIMESTAMP_SECONDS,
 ];
 
 // ---------------------------------------------------------------------------------------------

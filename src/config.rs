@@ -179,6 +179,41 @@ pub struct Flags {
     )]
     pub storage_min_free_ratio: f64,
 
+    /// A JSON-lines log of Fluxbase to follow like tail -F (repeatable; - for standard input).
+    #[arg(
+        long = "events.file",
+        env = "FLUXBASE_EXPORTER_EVENTS_FILE",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
+    pub events_file: Vec<String>,
+
+    /// Read the event files from their beginning instead of their end.
+    #[arg(long = "events.from-start", env = "FLUXBASE_EXPORTER_EVENTS_FROM_START", action = clap::ArgAction::SetTrue)]
+    pub events_from_start: bool,
+
+    /// Read Fluxbase's events from its logging.entries table (needs the database).
+    #[arg(long = "events.database", env = "FLUXBASE_EXPORTER_EVENTS_DATABASE", action = clap::ArgAction::SetTrue)]
+    pub events_database: bool,
+
+    /// How far behind the newest logging.entries row each read starts, to catch rows written late.
+    #[arg(
+        long = "events.database-overlap",
+        env = "FLUXBASE_EXPORTER_EVENTS_DATABASE_OVERLAP",
+        value_name = "DURATION",
+        default_value = "2m"
+    )]
+    pub events_database_overlap: String,
+
+    /// How often followed files are checked for new lines.
+    #[arg(
+        long = "events.poll-interval",
+        env = "FLUXBASE_EXPORTER_EVENTS_POLL_INTERVAL",
+        value_name = "DURATION",
+        default_value = "250ms"
+    )]
+    pub events_poll_interval: String,
+
     /// How often each check runs; a failed check is retried no later than this.
     #[arg(
         long = "check.interval",
@@ -219,6 +254,24 @@ pub struct Config {
     pub database: Option<DatabaseSettings>,
     /// `None`: Fluxbase stores objects elsewhere (S3), so there is no local root to watch.
     pub storage: Option<StorageSettings>,
+    pub events: EventsConfig,
+}
+
+/// Where Fluxbase's events come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventsConfig {
+    pub files: Vec<EventFile>,
+    pub from_start: bool,
+    /// Read `logging.entries` (a database is configured whenever this is set).
+    pub database: bool,
+    pub database_overlap: Duration,
+    pub poll_interval: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventFile {
+    Path(PathBuf),
+    Stdin,
 }
 
 /// The pace and bound shared by every check.
@@ -311,6 +364,7 @@ impl Config {
         })
         .map_err(|err| ConfigError::new(err.setting, err.message))?;
         let storage = storage_settings(&flags, env)?;
+        let events = events_config(&flags, database.is_some())?;
         let level = log_level(flags.log_level.as_deref(), env)?;
         let format = flags
             .log_format
@@ -328,6 +382,7 @@ impl Config {
             checks,
             database,
             storage,
+            events,
         })
     }
 }
@@ -365,6 +420,45 @@ fn storage_settings(
         scan_interval,
         min_free_ratio: ratio,
     }))
+}
+
+fn events_config(flags: &Flags, have_database: bool) -> Result<EventsConfig, ConfigError> {
+    let mut files = Vec::new();
+    for file in flags
+        .events_file
+        .iter()
+        .map(|f| f.trim())
+        .filter(|f| !f.is_empty())
+    {
+        let file = if file == "-" {
+            EventFile::Stdin
+        } else {
+            EventFile::Path(PathBuf::from(file))
+        };
+        if files.contains(&file) {
+            return Err(ConfigError::new(
+                "--events.file",
+                format!("{file:?} is given twice"),
+            ));
+        }
+        files.push(file);
+    }
+    if flags.events_database && !have_database {
+        return Err(ConfigError::new(
+            "--events.database",
+            "needs a database: set --database.url, or Fluxbase's FLUXBASE_DATABASE_* variables",
+        ));
+    }
+    Ok(EventsConfig {
+        files,
+        from_start: flags.events_from_start,
+        database: flags.events_database,
+        database_overlap: positive_duration(
+            "--events.database-overlap",
+            &flags.events_database_overlap,
+        )?,
+        poll_interval: positive_duration("--events.poll-interval", &flags.events_poll_interval)?,
+    })
 }
 
 /// A duration of at least a millisecond, written as Prometheus writes it.

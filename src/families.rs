@@ -161,6 +161,7 @@ pub struct ExporterFamilies {
     pub checks: CheckFamilies,
     pub database: DatabaseFamilies,
     pub storage: StorageFamilies,
+    pub events: EventFamilies,
 }
 
 impl ExporterFamilies {
@@ -203,6 +204,14 @@ impl ExporterFamilies {
                 ),
                 scan_errors_total: Family::new(&EXPORTER_STORAGE_SCAN_ERRORS_TOTAL, limit),
             },
+            events: EventFamilies {
+                slow_queries_total: Family::new(&EXPORTER_SLOW_QUERIES_TOTAL, limit),
+                lines_total: Family::new(&EXPORTER_EVENTS_LINES_TOTAL, limit),
+                parsed_total: Family::new(&EXPORTER_EVENTS_PARSED_TOTAL, limit),
+                skipped_total: Family::new(&EXPORTER_EVENTS_SKIPPED_TOTAL, limit),
+                lag_seconds: Family::new(&EXPORTER_EVENTS_LAG_SECONDS, limit),
+                last_timestamp_seconds: Family::new(&EXPORTER_EVENTS_LAST_TIMESTAMP_SECONDS, limit),
+            },
         };
         families.build_info.set(
             &[build_info::VERSION, build_info::REVISION, build_info::RUSTC],
@@ -214,13 +223,14 @@ impl ExporterFamilies {
 
 impl Collector for ExporterFamilies {
     fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
-        let families: [&dyn Collector; 6] = [
+        let families: [&dyn Collector; 7] = [
             &self.build_info,
             &self.http_requests_total,
             &self.http_request_duration_seconds,
             &self.checks,
             &self.database,
             &self.storage,
+            &self.events,
         ];
         for family in families {
             family.collect(scrape, out);
@@ -269,6 +279,27 @@ pub struct StorageFamilies {
     pub filesystem_size_bytes: Family<Gauge>,
     pub probe_duration_seconds: Family<Histogram>,
     pub scan_errors_total: Family<Counter>,
+}
+
+/// The event sources' families: what they read, counted and skipped.
+pub struct EventFamilies {
+    pub slow_queries_total: Family<Counter>,
+    pub lines_total: Family<Counter>,
+    pub parsed_total: Family<Counter>,
+    pub skipped_total: Family<Counter>,
+    pub lag_seconds: Family<Histogram>,
+    pub last_timestamp_seconds: Family<Gauge>,
+}
+
+impl Collector for EventFamilies {
+    fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
+        self.slow_queries_total.collect(scrape, out);
+        self.lines_total.collect(scrape, out);
+        self.parsed_total.collect(scrape, out);
+        self.skipped_total.collect(scrape, out);
+        self.lag_seconds.collect(scrape, out);
+        self.last_timestamp_seconds.collect(scrape, out);
+    }
 }
 
 impl Collector for CheckFamilies {

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod config;
 pub mod database;
 pub mod duration;
+pub mod events;
 pub mod families;
 pub mod health;
 pub mod http;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::database::DatabaseStatus;
+use crate::events::SourceStatus;
 use crate::families::ExporterFamilies;
 use crate::health::HealthBoard;
 use crate::http::auth::BearerToken;
@@ -27,6 +28,8 @@ pub struct State {
     pub database: Arc<Published<DatabaseStatus>>,
     /// The latest finished storage scan (`None` before the first, or when it failed).
     pub storage_scan: Arc<Published<Option<ScanTotals>>>,
+    /// What each event source reports about itself.
+    pub event_sources: Vec<Arc<Published<SourceStatus>>>,
     /// When the exporter started (uptime counts from here).
     pub started: Instant,
     /// The token `/api/v1/monitoring/metrics` requires; `None` keeps it closed.

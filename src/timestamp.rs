@@ -37,6 +37,75 @@ pub fn write_rfc3339(out: &mut String, time: SystemTime, precision: Precision) {
     out.push('Z');
 }
 
+/// Parses an RFC 3339 time (`2024-01-15T10:30:00Z`, `...00.123+02:00`) into seconds since the
+/// epoch. `None` for anything else.
+pub fn parse_rfc3339(text: &str) -> Option<f64> {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = bytes.get(range)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    if bytes.len() < 20
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !matches!(bytes[10], b'T' | b't' | b' ')
+    {
+        return None;
+    }
+    if bytes[13] != b':' || bytes[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut fraction = 0.0;
+    if let Some(after_dot) = rest.strip_prefix('.') {
+        let count = after_dot.bytes().take_while(u8::is_ascii_digit).count();
+        if count == 0 {
+            return None;
+        }
+        fraction = format!("0.{}", &after_dot[..count]).parse().ok()?;
+        rest = &after_dot[count..];
+    }
+    let offset_seconds = match rest.as_bytes() {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let field = |a: u8, b: u8| -> Option<i64> {
+                (a.is_ascii_digit() && b.is_ascii_digit())
+                    .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
+            };
+            let seconds = field(*h1, *h2)? * 3600 + field(*m1, *m2)? * 60;
+            if *sign == b'+' { seconds } else { -seconds }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month as u32, day as u32);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
+    Some(seconds as f64 + fraction)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (the inverse of `civil_from_days`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month = i64::from(month);
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's algorithm,
 /// exact for every day an i64 of seconds can name).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -88,6 +157,40 @@ mod tests {
             rfc3339(at(1_798_761_600, 0), Precision::Seconds),
             "2027-01-01T00:00:00Z"
         );
+    }
+
+    #[test]
+    fn parses_what_it_writes_and_offsets() {
+        assert_eq!(parse_rfc3339("2024-01-15T10:30:00Z"), Some(1_705_314_600.0));
+        assert_eq!(
+            parse_rfc3339("2024-01-15T12:30:00+02:00"),
+            Some(1_705_314_600.0)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-01-15T10:30:00.250Z"),
+            Some(1_705_314_600.25)
+        );
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
+        for days in [0i64, 59, 60, 365, 11_016, 20_000, 47_482] {
+            let time = UNIX_EPOCH + Duration::from_secs(days as u64 * 86_400 + 3_723);
+            let text = rfc3339(time, Precision::Millis);
+            assert_eq!(
+                parse_rfc3339(&text),
+                Some((days * 86_400 + 3_723) as f64),
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            "2024-01-15",
+            "2024-13-01T00:00:00Z",
+            "2024-01-15T10:30:00",
+            "2024-01-15T10:30:00+0200",
+            "yesterday",
+            "2024-01-15T10:30:00.Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

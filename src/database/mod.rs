@@ -11,6 +11,7 @@ pub mod tls;
 mod worker;
 
 pub use failure::{Failure, Reason};
+pub use pool::{DatabasePool, build as pool};
 pub use settings::DatabaseSettings;
 pub use status::DatabaseStatus;
 pub use worker::{DatabaseWorker, Outputs};

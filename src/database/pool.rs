@@ -98,7 +98,9 @@ impl HandleError<postgres::Error> for RecordFailures {
     }
 }
 
-/// The pool and what it reports about failed connection attempts.
+/// The pool and what it reports about failed connection attempts. Cheap to clone: clones share
+/// the same sessions (the database worker and the `logging.entries` reader use one pool).
+#[derive(Clone)]
 pub struct DatabasePool {
     pub pool: Pool<SessionManager>,
     pub failures: ConnectFailures,

@@ -299,6 +299,52 @@ pub fn finished_jobs(
         .collect()
 }
 
+/// One row of `logging.entries`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    pub id: String,
+    /// The row's `timestamp`, in microseconds since the epoch (exact, for paging).
+    pub timestamp_micros: i64,
+    pub message: String,
+    pub ip_address: Option<String>,
+    pub request_id: Option<String>,
+    /// The `fields` JSON as text.
+    pub fields: String,
+}
+
+/// Rows of one category after `(after_micros, after_id)` in (timestamp, id) order: the
+/// `(category, timestamp)` index finds them without scanning the table.
+pub fn log_entries(
+    client: &mut Client,
+    category: &str,
+    after_micros: i64,
+    after_id: &str,
+    limit: i64,
+) -> Result<Vec<LogEntry>, postgres::Error> {
+    client
+        .query(
+            "/* fluxbase-exporter */ SELECT id::text, (extract(epoch FROM \"timestamp\") * 1000000)::int8, message, \
+                    host(ip_address), request_id, coalesce(fields::text, '{}') \
+             FROM logging.entries \
+             WHERE category = $1 \
+               AND (\"timestamp\", id) > ('epoch'::timestamptz + $2::int8 * interval '1 microsecond', $3::text::uuid) \
+             ORDER BY \"timestamp\", id LIMIT $4",
+            &[&category, &after_micros, &after_id, &limit],
+        )?
+        .iter()
+        .map(|row| {
+            Ok(LogEntry {
+                id: row.try_get(0)?,
+                timestamp_micros: row.try_get(1)?,
+                message: row.try_get(2)?,
+                ip_address: row.try_get(3)?,
+                request_id: row.try_get(4)?,
+                fields: row.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
 /// The database's clock, in seconds since the epoch (windows are kept in the server's time so
 /// that clock skew between hosts cannot open gaps).
 pub fn server_now(client: &mut Client) -> Result<f64, postgres::Error> {

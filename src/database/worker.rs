@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use r2d2::PooledConnection;
 
 use super::failure::{Failure, Reason};
-use super::pool::{self, DatabasePool, SessionManager};
+use super::pool::{DatabasePool, SessionManager};
 use super::queries::{self, Activity, StatementKey};
 use super::settings::DatabaseSettings;
 use super::statements::StatementTracker;
@@ -66,13 +66,14 @@ pub struct DatabaseWorker {
 }
 
 impl DatabaseWorker {
+    /// `pool` is built from `settings` and shared with the `logging.entries` reader.
     pub fn new(
         settings: DatabaseSettings,
+        pool: DatabasePool,
         interval: Duration,
         timeout: Duration,
         out: Outputs,
-    ) -> Result<Self, String> {
-        let pool = pool::build(&settings, timeout)?;
+    ) -> Self {
         let target = settings.target();
         // Fluxbase's configured pool size is known from its configuration, measured or not.
         out.fluxbase
@@ -102,7 +103,7 @@ impl DatabaseWorker {
             logged: HashSet::new(),
         };
         worker.publish_status();
-        Ok(worker)
+        worker
     }
 
     /// Takes a session from the pool, bounded by the check timeout.

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::build_info;
 use crate::database::DatabaseStatus;
+use crate::events::sources;
 use crate::health::{self, ServiceHealth, Status};
 use crate::state::State;
 use crate::timestamp::{self, Precision};
@@ -117,6 +118,9 @@ pub struct ExporterInfo {
     pub revision: &'static str,
     pub rustc: &'static str,
     pub target: &'static str,
+    /// The event sources feeding the log-derived families, and how each is doing; empty when
+    /// none is configured (those families then stay empty).
+    pub event_sources: Vec<serde_json::Value>,
 }
 
 impl SystemMetrics {
@@ -159,6 +163,11 @@ impl SystemMetrics {
                 revision: build_info::REVISION,
                 rustc: build_info::RUSTC,
                 target: build_info::TARGET,
+                event_sources: state
+                    .event_sources
+                    .iter()
+                    .map(|status| sources::describe(&status.latest()))
+                    .collect(),
             },
         }
     }

@@ -296,6 +296,7 @@ mod tests {
             health: Arc::new(HealthBoard::default()),
             database: Arc::new(Published::new(DatabaseStatus::default())),
             storage_scan: Arc::new(Published::new(None)),
+            event_sources: Vec::new(),
             started: Instant::now(),
             auth_token: token.and_then(BearerToken::new),
             telemetry_path: "/metrics".to_owned(),
@@ -383,7 +384,7 @@ mod tests {
             "{{\"uptime_seconds\":0,\"num_goroutines\":9,\"memory_sys_mb\":5,\"database\":{{\"configured\":false,\
              \"message\":\"no database configured: set --database.url, or Fluxbase's FLUXBASE_DATABASE_* variables\"}},\
              \"exporter\":{{\"version\":\"{}\",\
-             \"revision\":\"{}\",\"rustc\":\"{}\",\"target\":\"{}\"}}}}\n",
+             \"revision\":\"{}\",\"rustc\":\"{}\",\"target\":\"{}\",\"event_sources\":[]}}}}\n",
             build_info::VERSION,
             build_info::REVISION,
             build_info::RUSTC,

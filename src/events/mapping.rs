@@ -1,0 +1,646 @@
+//! Events into families, with Fluxbase's own label rules. Every rule is a row of a table below
+//! or a small function beside it, each with its test.
+//!
+//! | event | families |
+//! |---|---|
+//! | `HTTP request` | `fluxbase_http_requests_total`, `_request_duration_seconds`, `_response_size_bytes` |
+//! | `HTTP request` on a storage object route | `fluxbase_storage_operations_total`, `_operation_duration_seconds`, `fluxbase_storage_bytes_total{operation="download"}` |
+//! | `HTTP request` with status 429 | `fluxbase_rate_limit_hits_total` (limiter from the route) |
+//! | `login_success` | `fluxbase_auth_attempts_total{result="success"}`, `fluxbase_auth_success_total` |
+//! | `login_failed` | `fluxbase_auth_attempts_total{result="failure"}`, `fluxbase_auth_failure_total{reason}` |
+//! | `token_refresh` | `fluxbase_auth_tokens_issued_total{token_type="refresh"}` |
+//! | `rate_limit_exceeded` | `fluxbase_rate_limit_hits_total{limiter_type="auth_2fa"}`, unless the same request's 429 was counted |
+//! | `Slow query detected` | `fluxbase_exporter_slow_queries_total{operation,table}` |
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::parse::{Event, EventKind, HttpRequest, SecurityEvent};
+use crate::families::{ExporterFamilies, FluxbaseFamilies};
+use crate::labels;
+use crate::metrics::{Counter, Histogram};
+
+/// What an event was counted as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    Http,
+    Security,
+    SlowQuery,
+    /// A valid event no family counts.
+    Other,
+}
+
+impl Counted {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Counted::Http => "http",
+            Counted::Security => "security",
+            Counted::SlowQuery => "slow_query",
+            Counted::Other => "other",
+        }
+    }
+}
+
+/// Fluxbase's rate limiters by route (its auth routes under `/api/v1/auth`); anything else that
+/// answers 429 is the global limiter, storage uploads aside.
+const LIMITERS: &[(&str, &str)] = &[
+    ("/api/v1/auth/signin", "auth_login"),
+    ("/api/v1/auth/signup", "auth_signup"),
+    ("/api/v1/auth/refresh", "auth_refresh"),
+    ("/api/v1/auth/magiclink", "auth_magic_link"),
+    ("/api/v1/auth/verify-email/resend", "auth_magic_link"),
+    ("/api/v1/auth/password/reset", "auth_password_reset"),
+    ("/api/v1/auth/2fa/verify", "auth_2fa"),
+    ("/api/v1/auth/otp/verify", "auth_2fa"),
+];
+
+/// Failure reasons Fluxbase's `fluxbase_auth_failure_total` uses; any other is `other`.
+const FAILURE_REASONS: &[&str] = &[
+    "user_not_found",
+    "account_locked",
+    "invalid_password",
+    "email_not_verified",
+];
+
+/// `login_failed` events that are not sign-in attempts (Fluxbase logs a failed verification
+/// e-mail at sign-up under that type): not counted.
+const NOT_SIGN_IN_REASONS: &[&str] = &["failed_to_send_verification_email"];
+
+/// A 429 and a `rate_limit_exceeded` event this close in time (event times are whole seconds)
+/// are the same request, counted once.
+const SAME_REQUEST_SECONDS: f64 = 2.0;
+
+const STORAGE_PREFIX: &str = "/api/v1/storage/";
+
+/// A storage object operation read off a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageOperation<'a> {
+    pub operation: &'static str,
+    pub bucket: &'a str,
+}
+
+/// The object operation of a storage API request, as Fluxbase routes it:
+/// `POST /{bucket}/{path...}`, `POST /{bucket}/multipart`, `POST /{bucket}/stream/{path...}` and
+/// `POST /{bucket}/chunked/{id}/complete` upload; `GET`/`HEAD /{bucket}/{path...}` download;
+/// `DELETE /{bucket}/{path...}` deletes. Listing, `buckets`, `sign`, `share(s)`, `copy`, `move`,
+/// the signed `object` route (its bucket is inside a token) and the other chunked steps are not
+/// object operations.
+pub fn storage_operation<'a>(method: &str, path: &'a str) -> Option<StorageOperation<'a>> {
+    let rest = path.strip_prefix(STORAGE_PREFIX)?;
+    let (bucket, object) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() || matches!(bucket, "buckets" | "object" | "config") {
+        return None;
+    }
+    let object = object.trim_end_matches('/');
+    if object.is_empty() {
+        return None; // GET /{bucket}: the bucket's listing.
+    }
+    let segments: Vec<&str> = object.split('/').collect();
+    let first = segments[0];
+    let last = segments[segments.len() - 1];
+    let operation = match method {
+        "POST" => match first {
+            "sign" | "copy" | "move" => return None,
+            "chunked" => (segments.len() == 3 && last == "complete").then_some("upload")?,
+            _ if last == "share" && segments.len() > 1 => return None,
+            _ => "upload",
+        },
+        "GET" | "HEAD" => {
+            if first == "chunked" || (last == "shares" && segments.len() > 1) {
+                return None;
+            }
+            "download"
+        }
+        "DELETE" => {
+            if segments.len() > 2 && segments[segments.len() - 2] == "share" {
+                return None;
+            }
+            "delete"
+        }
+        _ => return None,
+    };
+    Some(StorageOperation { operation, bucket })
+}
+
+/// The limiter whose 429 a request got, by its route.
+pub fn limiter_type(path: &str) -> &'static str {
+    if let Some((_, limiter)) = LIMITERS.iter().find(|(route, _)| *route == path) {
+        return limiter;
+    }
+    // Fluxbase limits streamed and chunked uploads with its storage_upload limiter.
+    if let Some(rest) = path.strip_prefix(STORAGE_PREFIX) {
+        let mut segments = rest.split('/').skip(1);
+        match (segments.next(), segments.next()) {
+            (Some("stream"), Some(_)) | (Some("chunked"), Some("init")) => return "storage_upload",
+            _ => {}
+        }
+    }
+    "global"
+}
+
+/// The series one (method, path, status class) feeds, looked up once and kept.
+struct HttpSeries {
+    requests: Arc<Counter>,
+    duration: Arc<Histogram>,
+    size: Arc<Histogram>,
+}
+
+/// Counts events into the families. One per source: its caches and its memory of recent
+/// rate-limit events are its own; the families are shared.
+pub struct Ingest {
+    fluxbase: Arc<FluxbaseFamilies>,
+    exporter: Arc<ExporterFamilies>,
+    /// Series by `method \0 path \0 class`. Only series every family accepted are kept, so the
+    /// cache is no larger than the (capped) families.
+    http: HashMap<String, HttpSeries>,
+    key: String,
+    /// Recent 429s on 2FA routes and recent `rate_limit_exceeded` events, for de-duplication:
+    /// (event time, client IP).
+    recent_429s: VecDeque<(f64, Option<String>)>,
+    recent_limit_events: VecDeque<(f64, Option<String>)>,
+}
+
+/// The cache is rebuilt from scratch past this size (a safety net; the families are capped).
+const MAX_CACHED_SERIES: usize = 20_000;
+
+impl Ingest {
+    pub fn new(fluxbase: Arc<FluxbaseFamilies>, exporter: Arc<ExporterFamilies>) -> Self {
+        Ingest {
+            fluxbase,
+            exporter,
+            http: HashMap::new(),
+            key: String::new(),
+            recent_429s: VecDeque::new(),
+            recent_limit_events: VecDeque::new(),
+        }
+    }
+
+    /// Counts one event. `now` (seconds since the epoch) stands in for an event without a time.
+    pub fn count(&mut self, event: &Event<'_>, now: f64) -> Counted {
+        let time = event.time.unwrap_or(now);
+        match &event.kind {
+            EventKind::Http(request) => {
+                self.http_request(request, time);
+                Counted::Http
+            }
+            EventKind::Security(security) => {
+                self.security_event(security, time);
+                Counted::Security
+            }
+            EventKind::SlowQuery { operation, table } => {
+                self.exporter
+                    .events
+                    .slow_queries_total
+                    .inc(&[operation, table]);
+                Counted::SlowQuery
+            }
+            EventKind::Other => Counted::Other,
+        }
+    }
+
+    fn http_request(&mut self, request: &HttpRequest<'_>, time: f64) {
+        let class = labels::status_class(request.status);
+        let path = labels::normalize_path(&request.path);
+        self.key.clear();
+        self.key.push_str(&request.method);
+        self.key.push('\0');
+        self.key.push_str(&path);
+        self.key.push('\0');
+        self.key.push_str(class);
+        if !self.http.contains_key(self.key.as_str()) {
+            let values = [request.method.as_ref(), path.as_ref(), class];
+            let fluxbase = &self.fluxbase;
+            let series = fluxbase
+                .http_requests_total
+                .get_or_create(&values)
+                .and_then(|requests| {
+                    Some(HttpSeries {
+                        requests,
+                        duration: fluxbase
+                            .http_request_duration_seconds
+                            .get_or_create(&values)?,
+                        size: fluxbase.http_response_size_bytes.get_or_create(&values)?,
+                    })
+                });
+            // A refused label set is not cached: the next event asks (and is counted as
+            // dropped) again.
+            let Some(series) = series else { return };
+            if self.http.len() >= MAX_CACHED_SERIES {
+                self.http.clear();
+            }
+            self.http.insert(self.key.clone(), series);
+        }
+        if let Some(series) = self.http.get(self.key.as_str()) {
+            series.requests.inc();
+            if let Some(ms) = request.duration_ms {
+                series.duration.observe(ms / 1000.0);
+            }
+            if let Some(bytes) = request.response_bytes {
+                series.size.observe(bytes);
+            }
+        }
+
+        if let Some(storage) = storage_operation(&request.method, &request.path) {
+            let status = if (200..300).contains(&request.status) {
+                "success"
+            } else {
+                "error"
+            };
+            let fluxbase = &self.fluxbase;
+            fluxbase
+                .storage_operations_total
+                .inc(&[storage.operation, storage.bucket, status]);
+            if let Some(ms) = request.duration_ms {
+                fluxbase
+                    .storage_operation_duration_seconds
+                    .observe(&[storage.operation, storage.bucket], ms / 1000.0);
+            }
+            if storage.operation == "download"
+                && let Some(bytes) = request.response_bytes
+            {
+                fluxbase
+                    .storage_bytes_total
+                    .inc_by(&["download", storage.bucket], bytes as u64);
+            }
+        }
+
+        if request.status == 429 {
+            let limiter = limiter_type(&request.path);
+            let ip = request.ip.as_deref();
+            if limiter == "auth_2fa" {
+                self.forget_before(time);
+                // The same request's rate_limit_exceeded event may have been counted already.
+                if take_match(&mut self.recent_limit_events, time, ip) {
+                    return;
+                }
+                self.recent_429s.push_back((time, ip.map(str::to_owned)));
+            }
+            self.fluxbase
+                .rate_limit_hits_total
+                .inc(&[limiter, &identifier(ip)]);
+        }
+    }
+
+    fn security_event(&mut self, event: &SecurityEvent<'_>, time: f64) {
+        let fluxbase = &self.fluxbase;
+        let method = if event.sso { "sso" } else { "password" };
+        match event.event_type.as_ref() {
+            "login_success" => {
+                fluxbase.auth_attempts_total.inc(&[method, "success"]);
+                fluxbase.auth_success_total.inc(&[method]);
+            }
+            "login_failed" => {
+                let reason = event.reason.as_deref().unwrap_or("");
+                if NOT_SIGN_IN_REASONS.contains(&reason) {
+                    return;
+                }
+                let reason = if FAILURE_REASONS.contains(&reason) {
+                    reason
+                } else {
+                    "other"
+                };
+                fluxbase.auth_attempts_total.inc(&[method, "failure"]);
+                fluxbase.auth_failure_total.inc(&[method, reason]);
+            }
+            "token_refresh" => fluxbase.auth_tokens_issued_total.inc(&["refresh"]),
+            "rate_limit_exceeded" => {
+                let ip = event.ip.as_deref();
+                self.forget_before(time);
+                if take_match(&mut self.recent_429s, time, ip) {
+                    return;
+                }
+                self.recent_limit_events
+                    .push_back((time, ip.map(str::to_owned)));
+                self.fluxbase
+                    .rate_limit_hits_total
+                    .inc(&["auth_2fa", &identifier(ip)]);
+            }
+            _ => {}
+        }
+    }
+
+    /// Drops remembered rate-limit events too old to match anything arriving now.
+    fn forget_before(&mut self, time: f64) {
+        for recent in [&mut self.recent_429s, &mut self.recent_limit_events] {
+            while recent
+                .front()
+                .is_some_and(|(at, _)| *at < time - SAME_REQUEST_SECONDS * 2.0)
+            {
+                recent.pop_front();
+            }
+            // Bounded whatever the times say (clock jumps, replays).
+            while recent.len() > 1024 {
+                recent.pop_front();
+            }
+        }
+    }
+}
+
+/// Removes and reports a remembered event of the same request: close in time, and from the same
+/// client when both sides know it.
+fn take_match(recent: &mut VecDeque<(f64, Option<String>)>, time: f64, ip: Option<&str>) -> bool {
+    let found = recent.iter().position(|(at, other_ip)| {
+        (at - time).abs() <= SAME_REQUEST_SECONDS
+            && match (other_ip.as_deref(), ip) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    });
+    found.map(|index| recent.remove(index)).is_some()
+}
+
+/// Fluxbase's identifier label: a hash of the client IP, never the IP; `unknown` without one.
+fn identifier(ip: Option<&str>) -> String {
+    ip.map_or_else(|| "unknown".to_owned(), labels::rate_limit_identifier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::parse::parse_line;
+    use crate::metrics::{Collector, Exposition, Scrape, SeriesLimit};
+    use std::time::Instant;
+
+    #[test]
+    fn storage_routes_follow_fluxbase() {
+        type Case = (
+            &'static str,
+            &'static str,
+            Option<(&'static str, &'static str)>,
+        );
+        let cases: &[Case] = &[
+            (
+                "POST",
+                "/api/v1/storage/avatars/u/1.png",
+                Some(("upload", "avatars")),
+            ),
+            (
+                "POST",
+                "/api/v1/storage/avatars/multipart",
+                Some(("upload", "avatars")),
+            ),
+            (
+                "POST",
+                "/api/v1/storage/avatars/stream/big.bin",
+                Some(("upload", "avatars")),
+            ),
+            (
+                "POST",
+                "/api/v1/storage/avatars/chunked/abc123/complete",
+                Some(("upload", "avatars")),
+            ),
+            ("POST", "/api/v1/storage/avatars/chunked/init", None),
+            ("PUT", "/api/v1/storage/avatars/chunked/abc123/3", None),
+            ("GET", "/api/v1/storage/avatars/chunked/abc123/status", None),
+            (
+                "GET",
+                "/api/v1/storage/avatars/u/1.png",
+                Some(("download", "avatars")),
+            ),
+            (
+                "HEAD",
+                "/api/v1/storage/docs/a.pdf",
+                Some(("download", "docs")),
+            ),
+            (
+                "DELETE",
+                "/api/v1/storage/docs/a.pdf",
+                Some(("delete", "docs")),
+            ),
+            ("GET", "/api/v1/storage/docs", None),
+            ("GET", "/api/v1/storage/docs/", None),
+            ("GET", "/api/v1/storage/buckets", None),
+            ("POST", "/api/v1/storage/buckets/docs", None),
+            ("DELETE", "/api/v1/storage/buckets/docs", None),
+            ("POST", "/api/v1/storage/docs/sign/a.pdf", None),
+            ("POST", "/api/v1/storage/docs/a.pdf/share", None),
+            ("DELETE", "/api/v1/storage/docs/a.pdf/share/u1", None),
+            ("GET", "/api/v1/storage/docs/a.pdf/shares", None),
+            ("POST", "/api/v1/storage/docs/copy", None),
+            ("POST", "/api/v1/storage/docs/move", None),
+            ("GET", "/api/v1/storage/object", None),
+            ("GET", "/api/v1/tables/docs", None),
+            ("PATCH", "/api/v1/storage/docs/a.pdf", None),
+        ];
+        for (method, path, expected) in cases {
+            let found = storage_operation(method, path).map(|op| (op.operation, op.bucket));
+            assert_eq!(found, *expected, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn limiters_by_route() {
+        let cases = [
+            ("/api/v1/auth/signin", "auth_login"),
+            ("/api/v1/auth/signup", "auth_signup"),
+            ("/api/v1/auth/refresh", "auth_refresh"),
+            ("/api/v1/auth/magiclink", "auth_magic_link"),
+            ("/api/v1/auth/verify-email/resend", "auth_magic_link"),
+            ("/api/v1/auth/password/reset", "auth_password_reset"),
+            ("/api/v1/auth/2fa/verify", "auth_2fa"),
+            ("/api/v1/auth/otp/verify", "auth_2fa"),
+            ("/api/v1/storage/avatars/stream/x.bin", "storage_upload"),
+            ("/api/v1/storage/avatars/chunked/init", "storage_upload"),
+            ("/api/v1/storage/avatars/x.bin", "global"),
+            ("/api/v1/tables/users", "global"),
+        ];
+        for (path, limiter) in cases {
+            assert_eq!(limiter_type(path), limiter, "{path}");
+        }
+    }
+
+    struct Fixture {
+        fluxbase: Arc<FluxbaseFamilies>,
+        exporter: Arc<ExporterFamilies>,
+        ingest: Ingest,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let limit = SeriesLimit::new(100);
+            let fluxbase = Arc::new(FluxbaseFamilies::new(&limit, Instant::now()));
+            let exporter = Arc::new(ExporterFamilies::new(&limit));
+            let ingest = Ingest::new(Arc::clone(&fluxbase), Arc::clone(&exporter));
+            Fixture {
+                fluxbase,
+                exporter,
+                ingest,
+            }
+        }
+
+        fn feed(&mut self, lines: &[&str]) {
+            for line in lines {
+                let event = parse_line(line.as_bytes()).expect("a valid event");
+                self.ingest.count(&event, 0.0);
+            }
+        }
+
+        fn samples(&self) -> Vec<String> {
+            let mut out = Vec::new();
+            let mut exposition = Exposition::new(&mut out);
+            self.fluxbase.collect(&Scrape::now(), &mut exposition);
+            self.exporter
+                .events
+                .collect(&Scrape::now(), &mut exposition);
+            String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.contains("uptime") && !l.contains("_bucket{"))
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    #[test]
+    fn http_requests_feed_the_http_families_with_fluxbase_labels() {
+        let mut fixture = Fixture::new();
+        fixture.feed(&[
+            r#"{"message":"HTTP request","method":"GET","path":"/api/v1/users/550e8400-e29b-41d4-a716-446655440000","status":404,"duration_ms":5,"response_bytes":100}"#,
+            r#"{"message":"HTTP request","method":"GET","path":"/api/v1/users/00000000-0000-0000-0000-00000000000A","status":410,"duration_ms":15,"response_bytes":50}"#,
+            r#"{"message":"HTTP request","method":"POST","path":"/api/v1/tables/t/records/12","status":201,"duration_ms":2.5}"#,
+        ]);
+        let samples = fixture.samples();
+        for expected in [
+            "fluxbase_http_requests_total{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 2",
+            "fluxbase_http_requests_total{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 1",
+            "fluxbase_http_request_duration_seconds_sum{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 0.02",
+            "fluxbase_http_request_duration_seconds_count{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 1",
+            "fluxbase_http_response_size_bytes_sum{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 150",
+            "fluxbase_http_response_size_bytes_count{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 0",
+        ] {
+            assert!(
+                samples.contains(&expected.to_owned()),
+                "missing {expected}\n{samples:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn storage_requests_feed_the_storage_families() {
+        let mut fixture = Fixture::new();
+        fixture.feed(&[
+            r#"{"message":"HTTP request","method":"GET","path":"/api/v1/storage/docs/a.pdf","status":200,"duration_ms":40,"response_bytes":2048}"#,
+            r#"{"message":"HTTP request","method":"GET","path":"/api/v1/storage/docs/b.pdf","status":404,"duration_ms":3,"response_bytes":30}"#,
+            r#"{"message":"HTTP request","method":"POST","path":"/api/v1/storage/docs/c.pdf","status":500,"duration_ms":100,"response_bytes":10}"#,
+        ]);
+        let samples = fixture.samples();
+        for expected in [
+            "fluxbase_storage_operations_total{operation=\"download\",bucket=\"docs\",status=\"success\"} 1",
+            "fluxbase_storage_operations_total{operation=\"download\",bucket=\"docs\",status=\"error\"} 1",
+            "fluxbase_storage_operations_total{operation=\"upload\",bucket=\"docs\",status=\"error\"} 1",
+            "fluxbase_storage_bytes_total{operation=\"download\",bucket=\"docs\"} 2078",
+            "fluxbase_storage_operation_duration_seconds_count{operation=\"download\",bucket=\"docs\"} 2",
+        ] {
+            assert!(
+                samples.contains(&expected.to_owned()),
+                "missing {expected}\n{samples:#?}"
+            );
+        }
+        assert!(
+            !samples
+                .iter()
+                .any(|s| s.starts_with("fluxbase_storage_bytes_total{operation=\"upload\"")),
+            "upload sizes are not logged"
+        );
+    }
+
+    #[test]
+    fn security_events_feed_the_auth_families() {
+        let mut fixture = Fixture::new();
+        fixture.feed(&[
+            r#"{"message":"Security event","event_type":"login_success"}"#,
+            r#"{"message":"Security event","event_type":"login_success","details":{"sso":true}}"#,
+            r#"{"message":"Security event","event_type":"login_failed","details":{"reason":"invalid_password"}}"#,
+            r#"{"message":"Security warning","event_type":"login_failed","details":{"reason":"account_locked"}}"#,
+            r#"{"message":"Security event","event_type":"login_failed","details":{"reason":"tenant_mismatch"}}"#,
+            r#"{"message":"Security event","event_type":"login_failed","details":{"reason":"failed_to_send_verification_email"}}"#,
+            r#"{"message":"Security event","event_type":"token_refresh"}"#,
+            r#"{"message":"Security warning","event_type":"account_locked"}"#,
+        ]);
+        let samples = fixture.samples();
+        for expected in [
+            "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"} 3",
+            "fluxbase_auth_attempts_total{method=\"password\",result=\"success\"} 1",
+            "fluxbase_auth_attempts_total{method=\"sso\",result=\"success\"} 1",
+            "fluxbase_auth_success_total{method=\"password\"} 1",
+            "fluxbase_auth_failure_total{method=\"password\",reason=\"account_locked\"} 1",
+            "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"} 1",
+            "fluxbase_auth_failure_total{method=\"password\",reason=\"other\"} 1",
+            "fluxbase_auth_tokens_issued_total{token_type=\"refresh\"} 1",
+        ] {
+            assert!(
+                samples.contains(&expected.to_owned()),
+                "missing {expected}\n{samples:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_429_and_its_rate_limit_event_count_once_in_either_order() {
+        let mut fixture = Fixture::new();
+        let ip = "203.0.113.7";
+        let hash = labels::rate_limit_identifier(ip);
+        fixture.feed(&[
+            // Same request, event first then the 429.
+            &format!(r#"{{"time":100,"message":"Security warning","event_type":"rate_limit_exceeded","ip_address":"{ip}"}}"#),
+            &format!(r#"{{"time":100,"message":"HTTP request","method":"POST","path":"/api/v1/auth/2fa/verify","status":429,"ip":"{ip}"}}"#),
+            // Same request, 429 first.
+            &format!(r#"{{"time":200,"message":"HTTP request","method":"POST","path":"/api/v1/auth/2fa/verify","status":429,"ip":"{ip}"}}"#),
+            r#"{"time":201,"message":"Security warning","event_type":"rate_limit_exceeded"}"#,
+            // Far apart: two hits.
+            &format!(r#"{{"time":300,"message":"HTTP request","method":"POST","path":"/api/v1/auth/2fa/verify","status":429,"ip":"{ip}"}}"#),
+            &format!(r#"{{"time":400,"message":"Security warning","event_type":"rate_limit_exceeded","ip_address":"{ip}"}}"#),
+            // Other limiters.
+            &format!(r#"{{"time":500,"message":"HTTP request","method":"POST","path":"/api/v1/auth/signin","status":429,"ip":"{ip}"}}"#),
+            r#"{"time":500,"message":"HTTP request","method":"GET","path":"/api/v1/tables/x","status":429}"#,
+        ]);
+        let samples = fixture.samples();
+        for expected in [
+            format!(
+                "fluxbase_rate_limit_hits_total{{limiter_type=\"auth_2fa\",identifier=\"{hash}\"}} 4"
+            ),
+            format!(
+                "fluxbase_rate_limit_hits_total{{limiter_type=\"auth_login\",identifier=\"{hash}\"}} 1"
+            ),
+            "fluxbase_rate_limit_hits_total{limiter_type=\"global\",identifier=\"unknown\"} 1"
+                .to_owned(),
+        ] {
+            assert!(
+                samples.contains(&expected),
+                "missing {expected}\n{samples:#?}"
+            );
+        }
+        assert!(
+            !samples.iter().any(|s| s.contains(ip)),
+            "the raw IP never becomes a label"
+        );
+    }
+
+    #[test]
+    fn slow_queries_feed_the_exporter_counter() {
+        let mut fixture = Fixture::new();
+        fixture.feed(&[r#"{"message":"Slow query detected","operation":"select","table":"users","duration_ms":1500}"#]);
+        assert!(
+            fixture.samples().contains(
+                &"fluxbase_exporter_slow_queries_total{operation=\"select\",table=\"users\"} 1"
+                    .to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn exploding_paths_stay_under_the_cardinality_guard() {
+        let limit = SeriesLimit::new(10);
+        let fluxbase = Arc::new(FluxbaseFamilies::new(&limit, Instant::now()));
+        let exporter = Arc::new(ExporterFamilies::new(&limit));
+        let mut ingest = Ingest::new(Arc::clone(&fluxbase), exporter);
+        for i in 0..1000 {
+            let line = format!(
+                r#"{{"message":"HTTP request","method":"GET","path":"/api/v1/tables/t{i}x","status":200}}"#
+            );
+            ingest.count(&parse_line(line.as_bytes()).unwrap(), 0.0);
+        }
+        assert_eq!(fluxbase.http_requests_total.len(), 10);
+        assert_eq!(fluxbase.http_requests_total.dropped(), 990);
+    }
+}
