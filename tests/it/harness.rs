@@ -81,13 +81,22 @@ impl Exporter {
                 command = wrapped;
             }
         }
-        let mut child = command
+        let child = command
             .current_dir(&workdir.path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the exporter binary");
+        Exporter::adopt_in(child, workdir)
+    }
+
+    /// Takes over an exporter a test spawned itself (with stderr piped), once it listens.
+    pub fn adopt(child: Child) -> Exporter {
+        Exporter::adopt_in(child, TempDir::new("adopted"))
+    }
+
+    fn adopt_in(mut child: Child, workdir: TempDir) -> Exporter {
         let stderr = child.stderr.take().expect("stderr is piped");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (address_sender, address) = std::sync::mpsc::channel();

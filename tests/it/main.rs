@@ -6,6 +6,7 @@ mod postgres;
 mod config_and_lifecycle;
 mod database;
 mod docs;
+mod events;
 mod http_surface;
 mod promtool;
 mod storage;

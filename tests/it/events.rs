@@ -1,0 +1,620 @@
+//! Event ingestion end to end: a generated Fluxbase-shaped log (whose expected counters the
+//! generator works out by itself) fed through a followed file with rotations, through standard
+//! input, and through logging.entries.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::harness::{DEADLINE, Exporter, TempDir, samples};
+use crate::postgres::Cluster;
+
+/// What a generated log must produce: every series it touches, with its value.
+#[derive(Default)]
+struct Expected {
+    series: BTreeMap<String, f64>,
+    lines: u64,
+    skipped: BTreeMap<&'static str, f64>,
+}
+
+impl Expected {
+    fn add(&mut self, series: String, amount: f64) {
+        *self.series.entry(series).or_default() += amount;
+    }
+
+    /// One HTTP request event: the three HTTP families.
+    fn http(&mut self, method: &str, path: &str, class: &str, bytes: f64) {
+        let labels = format!("{{method=\"{method}\",path=\"{path}\",status=\"{class}\"}}");
+        self.add(format!("fluxbase_http_requests_total{labels}"), 1.0);
+        self.add(
+            format!("fluxbase_http_request_duration_seconds_count{labels}"),
+            1.0,
+        );
+        self.add(
+            format!("fluxbase_http_response_size_bytes_sum{labels}"),
+            bytes,
+        );
+    }
+}
+
+/// A deterministic pseudo-random sequence (xorshift).
+struct Sequence(u64);
+
+impl Sequence {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+const IP: &str = "203.0.113.50";
+/// SHA-256("203.0.113.50")[..8] in hex, worked out with sha256sum, not with the exporter's code.
+const IP_HASH: &str = "3b5cd36857cbc87d";
+
+/// Generates `count` events of every kind plus garbage, returning the lines and what they must
+/// produce. `time` is the events' own time.
+fn generate(count: usize, seed: u64, time: u64) -> (Vec<Vec<u8>>, Expected) {
+    let mut sequence = Sequence(seed);
+    let mut expected = Expected::default();
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    let long_path = format!("/api/v1/tables/{}", "x".repeat(210));
+    // (raw path, the path label Fluxbase gives it)
+    let paths: Vec<(String, &str)> = vec![
+        (
+            "/api/v1/users/550e8400-e29b-41d4-a716-446655440000".into(),
+            "/api/v1/users/:id",
+        ),
+        (
+            "/api/v1/users/6BA7B810-9DAD-11D1-80B4-00C04FD430C8".into(),
+            "/api/v1/users/:id",
+        ),
+        (
+            "/api/v1/tables/users/records/12345".into(),
+            "/api/v1/tables/users/records/:id",
+        ),
+        ("/api/v1/tables/users".into(), "/api/v1/tables/users"),
+        ("/".into(), "/"),
+        (long_path, "long_path"),
+    ];
+    let statuses: [(i64, &str); 8] = [
+        (101, "unknown"),
+        (200, "2xx"),
+        (201, "2xx"),
+        (302, "3xx"),
+        (404, "4xx"),
+        (422, "4xx"),
+        (500, "5xx"),
+        (503, "5xx"),
+    ];
+    for i in 0..count {
+        match i % 10 {
+            // Plain HTTP requests, integer or float durations.
+            0..=4 => {
+                let (raw, label) = sequence.pick(&paths).clone();
+                let method = *sequence.pick(&["GET", "POST", "DELETE"]);
+                let (status, class) = *sequence.pick(&statuses);
+                let duration = if i % 2 == 0 {
+                    format!("{}", sequence.next() % 900)
+                } else {
+                    format!("{}.5", sequence.next() % 900)
+                };
+                let bytes = sequence.next() % 100_000;
+                lines.push(format!(
+                    r#"{{"level":"info","request_id":"r{i}","method":"{method}","path":"{raw}","ip":"{IP}","status":{status},"duration_ms":{duration},"user_agent":"gen","protocol":"HTTP/1.1","response_bytes":{bytes},"time":{time},"message":"HTTP request"}}"#
+                ).into_bytes());
+                expected.http(method, label, class, bytes as f64);
+            }
+            // Storage operations.
+            5 => {
+                let (method, path, status, operation, bucket) = *sequence.pick(&[
+                    (
+                        "GET",
+                        "/api/v1/storage/avatars/u/1.png",
+                        200,
+                        "download",
+                        "avatars",
+                    ),
+                    (
+                        "HEAD",
+                        "/api/v1/storage/docs/a.pdf",
+                        404,
+                        "download",
+                        "docs",
+                    ),
+                    (
+                        "POST",
+                        "/api/v1/storage/docs/new.pdf",
+                        201,
+                        "upload",
+                        "docs",
+                    ),
+                    (
+                        "POST",
+                        "/api/v1/storage/docs/chunked/abc/complete",
+                        500,
+                        "upload",
+                        "docs",
+                    ),
+                    (
+                        "DELETE",
+                        "/api/v1/storage/avatars/u/1.png",
+                        204,
+                        "delete",
+                        "avatars",
+                    ),
+                ]);
+                let bytes = 1000 + sequence.next() % 5000;
+                lines.push(format!(
+                    r#"{{"level":"info","method":"{method}","path":"{path}","ip":"{IP}","status":{status},"duration_ms":40,"response_bytes":{bytes},"time":{time},"message":"HTTP request"}}"#
+                ).into_bytes());
+                let class = if status < 300 {
+                    "2xx"
+                } else if status < 500 {
+                    "4xx"
+                } else {
+                    "5xx"
+                };
+                expected.http(method, path, class, bytes as f64);
+                let outcome = if (200..300).contains(&status) {
+                    "success"
+                } else {
+                    "error"
+                };
+                expected.add(format!("fluxbase_storage_operations_total{{operation=\"{operation}\",bucket=\"{bucket}\",status=\"{outcome}\"}}"), 1.0);
+                expected.add(format!("fluxbase_storage_operation_duration_seconds_count{{operation=\"{operation}\",bucket=\"{bucket}\"}}"), 1.0);
+                if operation == "download" {
+                    expected.add(format!("fluxbase_storage_bytes_total{{operation=\"download\",bucket=\"{bucket}\"}}"), bytes as f64);
+                }
+            }
+            // Security events with each reason.
+            6 => {
+                let (event_type, reason) = *sequence.pick(&[
+                    ("login_success", ""),
+                    ("login_failed", "user_not_found"),
+                    ("login_failed", "account_locked"),
+                    ("login_failed", "invalid_password"),
+                    ("login_failed", "email_not_verified"),
+                    ("login_failed", "something_new"),
+                    ("token_refresh", ""),
+                ]);
+                lines.push(format!(
+                    r#"{{"level":"info","component":"security","security_event":"{event_type}","event_type":"{event_type}","ip_address":"{IP}","details":{{"reason":"{reason}"}},"time":{time},"message":"Security event"}}"#
+                ).into_bytes());
+                match event_type {
+                    "login_success" => {
+                        expected.add(
+                            "fluxbase_auth_attempts_total{method=\"password\",result=\"success\"}"
+                                .into(),
+                            1.0,
+                        );
+                        expected.add(
+                            "fluxbase_auth_success_total{method=\"password\"}".into(),
+                            1.0,
+                        );
+                    }
+                    "login_failed" => {
+                        let reason = if reason == "something_new" {
+                            "other"
+                        } else {
+                            reason
+                        };
+                        expected.add(
+                            "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"}"
+                                .into(),
+                            1.0,
+                        );
+                        expected.add(format!("fluxbase_auth_failure_total{{method=\"password\",reason=\"{reason}\"}}"), 1.0);
+                    }
+                    _ => expected.add(
+                        "fluxbase_auth_tokens_issued_total{token_type=\"refresh\"}".into(),
+                        1.0,
+                    ),
+                }
+            }
+            // Rate-limited requests.
+            7 => {
+                let (path, limiter) = *sequence.pick(&[
+                    ("/api/v1/auth/signin", "auth_login"),
+                    ("/api/v1/auth/signup", "auth_signup"),
+                    ("/api/v1/auth/magiclink", "auth_magic_link"),
+                    ("/api/v1/tables/users", "global"),
+                ]);
+                lines.push(format!(
+                    r#"{{"level":"warn","method":"POST","path":"{path}","ip":"{IP}","status":429,"duration_ms":1,"response_bytes":60,"time":{time},"message":"HTTP request"}}"#
+                ).into_bytes());
+                expected.http("POST", path, "4xx", 60.0);
+                expected.add(format!("fluxbase_rate_limit_hits_total{{limiter_type=\"{limiter}\",identifier=\"{IP_HASH}\"}}"), 1.0);
+            }
+            // Slow queries and events no family counts.
+            8 => {
+                if i % 20 == 8 {
+                    lines.push(format!(r#"{{"level":"warn","duration_ms":1500,"operation":"select","table":"users","query":"SELECT 1","time":{time},"message":"Slow query detected"}}"#).into_bytes());
+                    expected.add("fluxbase_exporter_slow_queries_total{operation=\"select\",table=\"users\"}".into(), 1.0);
+                } else {
+                    lines.push(format!(r#"{{"level":"info","time":{time},"message":"Realtime client connected"}}"#).into_bytes());
+                }
+            }
+            // Garbage, each kind of skip.
+            _ => {
+                let (line, reason): (Vec<u8>, &str) = match (i / 10) % 4 {
+                    0 => (b"10:30AM INF HTTP request method=GET path=/ status=200".to_vec(), "not_json"),
+                    1 => (br#"{"message":"HTTP request","method":"GET""#.to_vec(), "invalid_json"),
+                    2 => (b"{\"message\":\"HTTP request\",\"path\":\"/\xff\xfe\"}".to_vec(), "invalid_json"),
+                    _ => (format!(r#"{{"message":"HTTP request","method":"GET","path":"/","time":{time}}}"#).into_bytes(), "invalid_field"),
+                };
+                lines.push(line);
+                *expected.skipped.entry(reason).or_default() += 1.0;
+            }
+        }
+    }
+    expected.lines = lines.len() as u64;
+    (lines, expected)
+}
+
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+fn write_lines(path: &Path, lines: &[Vec<u8>]) {
+    let mut text = Vec::new();
+    for line in lines {
+        text.extend_from_slice(line);
+        text.push(b'\n');
+    }
+    append(path, &text);
+}
+
+fn value(text: &str, series: &str) -> Option<f64> {
+    samples(text)
+        .into_iter()
+        .find(|line| {
+            line.rsplit_once(' ')
+                .is_some_and(|(name, _)| name == series)
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// Waits until the source has read `lines` lines, then checks every expected series exactly.
+fn check(exporter: &Exporter, source: &str, expected: &Expected, extra_lines: u64) {
+    let lines_series = format!("fluxbase_exporter_events_lines_total{{source=\"{source}\"}}");
+    let want = (expected.lines + extra_lines) as f64;
+    let deadline = Instant::now() + DEADLINE;
+    let text = loop {
+        let text = exporter.get("/metrics").text();
+        if value(&text, &lines_series) == Some(want) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "read {:?} of {want} lines\n{:#?}",
+            value(&text, &lines_series),
+            exporter.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for (series, amount) in &expected.series {
+        let found = value(&text, series);
+        match found {
+            Some(found) if (found - amount).abs() < 1e-6 => {}
+            _ => panic!("{series}: expected {amount}, found {found:?}"),
+        }
+    }
+    for (reason, amount) in &expected.skipped {
+        let series = format!(
+            "fluxbase_exporter_events_skipped_total{{source=\"{source}\",reason=\"{reason}\"}}"
+        );
+        assert_eq!(value(&text, &series), Some(*amount), "{series}");
+    }
+    // Nothing counted that the generator did not produce.
+    let counted = |prefix: &str| -> f64 {
+        samples(&text)
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let generated = |prefix: &str| -> f64 {
+        expected
+            .series
+            .iter()
+            .filter(|(s, _)| s.starts_with(prefix))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    for prefix in [
+        "fluxbase_http_requests_total{",
+        "fluxbase_storage_operations_total{",
+        "fluxbase_auth_attempts_total{",
+        "fluxbase_rate_limit_hits_total{",
+    ] {
+        assert_eq!(counted(prefix), generated(prefix), "{prefix}");
+    }
+}
+
+#[test]
+fn the_hash_in_the_generator_is_sha256_of_the_ip() {
+    let output = std::process::Command::new("sh")
+        .args(["-c", &format!("printf '%s' '{IP}' | sha256sum")])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with(IP_HASH));
+}
+
+#[test]
+fn a_followed_log_counts_exactly_what_was_written_across_rotations() {
+    let dir = TempDir::new("events-file");
+    let log = dir.path.join("fluxbase.log");
+    // Lines already in the file before the exporter starts are not replayed.
+    write_lines(&log, &generate(50, 7, now_seconds()).0);
+    let path = log.to_str().unwrap().to_owned();
+    let exporter = Exporter::start(&["--events.file", &path, "--events.poll-interval", "50ms"]);
+    let source = format!("file:{path}");
+    let time = now_seconds();
+    let (first, mut expected) = generate(400, 11, time);
+    write_lines(&log, &first);
+    // A line split across two writes.
+    let split = format!(
+        r#"{{"message":"HTTP request","method":"PUT","path":"/split","status":200,"time":{time}}}"#
+    );
+    append(&log, &split.as_bytes()[..20]);
+    std::thread::sleep(Duration::from_millis(200));
+    append(&log, &split.as_bytes()[20..]);
+    append(&log, b"\n");
+    expected.add(
+        "fluxbase_http_requests_total{method=\"PUT\",path=\"/split\",status=\"2xx\"}".into(),
+        1.0,
+    );
+    expected.add(
+        "fluxbase_http_response_size_bytes_count{method=\"PUT\",path=\"/split\",status=\"2xx\"}"
+            .into(),
+        0.0,
+    );
+    // A 10 MB line: skipped as too long, never held whole in memory.
+    let mut huge = vec![b'x'; 10 * 1024 * 1024];
+    huge.push(b'\n');
+    append(&log, &huge);
+    *expected.skipped.entry("too_long").or_default() += 1.0;
+    check(&exporter, &source, &expected, 2);
+
+    // Rotation by rename and create, in the middle of a run.
+    let (second, second_expected) = generate(300, 13, time);
+    write_lines(&log, &second[..150]);
+    fs::rename(&log, dir.path.join("fluxbase.log.1")).unwrap();
+    write_lines(&dir.path.join("fluxbase.log.1"), &second[150..200]);
+    write_lines(&log, &second[200..]);
+    merge(&mut expected, second_expected);
+    check(&exporter, &source, &expected, 2);
+
+    // Rotation by copy and truncate, after the exporter has read what was written (lines
+    // written between its last read and the truncation are lost, as with any tail).
+    let (before, before_expected) = generate(100, 17, time);
+    write_lines(&log, &before);
+    merge(&mut expected, before_expected);
+    check(&exporter, &source, &expected, 2);
+    fs::copy(&log, dir.path.join("fluxbase.log.2")).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
+    let (after, after_expected) = generate(100, 18, time);
+    write_lines(&log, &after);
+    merge(&mut expected, after_expected);
+    check(&exporter, &source, &expected, 2);
+
+    // Deleted, then back.
+    fs::remove_file(&log).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (fourth, fourth_expected) = generate(100, 19, time);
+    write_lines(&log, &fourth);
+    merge(&mut expected, fourth_expected);
+    check(&exporter, &source, &expected, 2);
+
+    let hints = exporter
+        .logs()
+        .iter()
+        .filter(|l| l.contains("FLUXBASE_LOGGING_CONSOLE_FORMAT=json"))
+        .count();
+    assert_eq!(hints, 1, "the console-format hint is logged once");
+}
+
+fn merge(into: &mut Expected, from: Expected) {
+    for (series, amount) in from.series {
+        into.add(series, amount);
+    }
+    for (reason, amount) in from.skipped {
+        *into.skipped.entry(reason).or_default() += amount;
+    }
+    into.lines += from.lines;
+}
+
+#[test]
+fn a_missing_file_is_waited_for_and_read_from_its_start() {
+    let dir = TempDir::new("events-missing");
+    let log = dir.path.join("later.log");
+    let path = log.to_str().unwrap().to_owned();
+    let exporter = Exporter::start_with_env(
+        &["--events.file", &path, "--events.poll-interval", "50ms"],
+        &[("FLUXBASE_EXPORTER_AUTH_TOKEN", "ev")],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let json = exporter
+        .get_with(
+            "/api/v1/monitoring/metrics",
+            &[("Authorization", "Bearer ev")],
+        )
+        .json();
+    let sources = json["exporter"]["event_sources"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0]["source"], format!("file:{path}"));
+    assert_eq!(sources[0]["state"], "waiting for the file");
+    let (lines, expected) = generate(120, 23, now_seconds());
+    write_lines(&log, &lines);
+    check(&exporter, &format!("file:{path}"), &expected, 0);
+    let json = exporter
+        .get_with(
+            "/api/v1/monitoring/metrics",
+            &[("Authorization", "Bearer ev")],
+        )
+        .json();
+    assert_eq!(json["exporter"]["event_sources"][0]["state"], "following");
+    assert!(
+        json["exporter"]["event_sources"][0]["last_event_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+}
+
+#[test]
+fn from_start_replays_the_file() {
+    let dir = TempDir::new("events-replay");
+    let log = dir.path.join("old.log");
+    let (lines, expected) = generate(200, 29, now_seconds());
+    write_lines(&log, &lines);
+    let path = log.to_str().unwrap().to_owned();
+    let exporter = Exporter::start(&["--events.file", &path, "--events.from-start"]);
+    check(&exporter, &format!("file:{path}"), &expected, 0);
+}
+
+#[test]
+fn standard_input_is_a_source() {
+    use std::process::Stdio;
+    let (lines, expected) = generate(150, 31, now_seconds());
+    let mut child = crate::harness::command(
+        &["--web.listen-address", "127.0.0.1:0", "--events.file", "-"],
+        &[],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let exporter = crate::harness::Exporter::adopt(child);
+    for line in &lines {
+        stdin.write_all(line).unwrap();
+        stdin.write_all(b"\n").unwrap();
+    }
+    stdin.flush().unwrap();
+    check(&exporter, "stdin", &expected, 0);
+    drop(stdin);
+}
+
+#[test]
+fn logging_entries_rows_count_once_even_late_and_with_equal_timestamps() {
+    let database = Cluster::shared().database(true, &[]);
+    let url = database.url();
+    let exporter = Exporter::start(&[
+        "--database.url",
+        &url,
+        "--events.database",
+        "--check.interval",
+        "200ms",
+        "--check.timeout",
+        "3s",
+    ]);
+    let mut client = database.connect();
+    // Wait until the reader has taken its starting point.
+    let deadline = Instant::now() + DEADLINE;
+    while !exporter
+        .logs()
+        .iter()
+        .any(|l| l.contains("reading Fluxbase's events from logging.entries"))
+        || value(
+            &exporter.get("/metrics").text(),
+            "fluxbase_exporter_events_lines_total{source=\"database\"}",
+        )
+        .is_none()
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Rows stamped a second after the reader started (it starts from "now").
+    std::thread::sleep(Duration::from_millis(1100));
+    let insert_http = |client: &mut postgres::Client, rows: i32, offset_seconds: f64| {
+        client
+            .execute(
+                "INSERT INTO logging.entries (\"timestamp\", category, level, message, ip_address, fields) \
+                 SELECT now() + make_interval(secs => $2), 'http', 'warn', 'HTTP request', '203.0.113.50', \
+                        '{\"method\":\"GET\",\"path\":\"/api/v1/tables/users/records/7\",\"status\":404,\"duration_ms\":12,\"response_bytes\":300}' \
+                 FROM generate_series(1, $1)",
+                &[&rows, &offset_seconds],
+            )
+            .unwrap();
+    };
+    // Fifty rows sharing one timestamp (one transaction's now()).
+    insert_http(&mut client, 50, 0.0);
+    client
+        .execute(
+            "INSERT INTO logging.entries (\"timestamp\", category, level, message, ip_address, fields) \
+             VALUES (now(), 'security', 'info', 'Security event', '203.0.113.50', \
+             '{\"event_type\":\"login_failed\",\"details\":{\"reason\":\"invalid_password\"}}')",
+            &[],
+        )
+        .unwrap();
+    let series = "fluxbase_http_requests_total{method=\"GET\",path=\"/api/v1/tables/users/records/:id\",status=\"4xx\"}";
+    let wait_value = |want: f64| {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let text = exporter.get("/metrics").text();
+            if value(&text, series) == Some(want) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series}: {:?}, want {want}",
+                value(&text, series)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let text = wait_value(50.0);
+    assert_eq!(
+        value(
+            &text,
+            "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"}"
+        ),
+        Some(1.0)
+    );
+    // Rows written late, stamped before the newest row seen (inside the 2 minute window, after
+    // the start): counted once.
+    insert_http(&mut client, 5, -0.5);
+    wait_value(55.0);
+    // A row stamped long before: behind the window (and before the start), documented as lost.
+    insert_http(&mut client, 1, -600.0);
+    // Several more rounds re-read the window: nothing is counted twice.
+    std::thread::sleep(Duration::from_millis(1500));
+    let text = exporter.get("/metrics").text();
+    assert_eq!(value(&text, series), Some(55.0));
+    assert_eq!(
+        value(
+            &text,
+            "fluxbase_exporter_events_lines_total{source=\"database\"}"
+        ),
+        Some(56.0)
+    );
+}
