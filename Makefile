@@ -15,16 +15,20 @@ test: test-tools ## Install missing test tools (promtool), then run every test.
 test-tools:
 	@scripts/ensure-test-tools
 
+bench-tools:
+	@scripts/ensure-test-tools --bench
+
 build:
 	$(CARGO) build --locked
 
 release:
 	$(CARGO) build --release --locked
 
-bench: test-tools ## Benchmarks: the metrics core beside the prometheus crate; scrapes with the database down.
+bench: test-tools bench-tools ## Benchmarks, each beside its peer in the same run.
 	$(CARGO) bench --locked --bench metrics_core
 	$(CARGO) bench --locked --bench database_down
 	$(CARGO) bench --locked --bench storage_scan
+	$(CARGO) bench --locked --bench ingest
 
 lint: ## Formatting and clippy, warnings as errors.
 	$(CARGO) fmt --check

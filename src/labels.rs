@@ -43,6 +43,28 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
     Cow::Owned(normalized)
 }
 
+/// [`normalize_path`] appended to `out`, without allocating when `out` has room.
+pub fn normalize_path_into(path: &str, out: &mut String) {
+    if path.len() > LONG_PATH_BYTES {
+        out.push_str("long_path");
+        return;
+    }
+    // Byte-wise: '/' is ASCII, so every cut is at a character boundary.
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'/', path.as_bytes()).chain(std::iter::once(path.len())) {
+        let segment = &path[start..end];
+        out.push_str(if is_id_segment(segment) {
+            ":id"
+        } else {
+            segment
+        });
+        if end < path.len() {
+            out.push('/');
+        }
+        start = end + 1;
+    }
+}
+
 fn is_id_segment(segment: &str) -> bool {
     (!segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit())) || is_uuid(segment)
 }
@@ -191,6 +213,22 @@ mod tests {
             normalize_path("/api/v1/tables/users"),
             Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn normalizing_into_a_buffer_agrees() {
+        let mut out = String::new();
+        for path in [
+            "/api/v1/users/550e8400-e29b-41d4-a716-446655440000",
+            "/",
+            "",
+            "/a//7/",
+            &"x".repeat(201),
+        ] {
+            out.clear();
+            normalize_path_into(path, &mut out);
+            assert_eq!(out, normalize_path(path), "{path}");
+        }
     }
 
     #[test]

@@ -173,7 +173,7 @@ pub fn split_lines(
     on_piece: &mut dyn FnMut(Piece<'_>),
 ) {
     let mut rest = bytes;
-    while let Some(newline) = rest.iter().position(|b| *b == b'\n') {
+    while let Some(newline) = memchr::memchr(b'\n', rest) {
         let (line, after) = (&rest[..newline], &rest[newline + 1..]);
         if *discarding {
             *discarding = false;

@@ -12,7 +12,7 @@
 //! | `rate_limit_exceeded` | `fluxbase_rate_limit_hits_total{limiter_type="auth_2fa"}`, unless the same request's 429 was counted |
 //! | `Slow query detected` | `fluxbase_exporter_slow_queries_total{operation,table}` |
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::parse::{Event, EventKind, HttpRequest, SecurityEvent};
@@ -95,24 +95,27 @@ pub fn storage_operation<'a>(method: &str, path: &'a str) -> Option<StorageOpera
     if object.is_empty() {
         return None; // GET /{bucket}: the bucket's listing.
     }
-    let segments: Vec<&str> = object.split('/').collect();
-    let first = segments[0];
-    let last = segments[segments.len() - 1];
+    // Only the first, the last two and the count of segments matter (no allocation).
+    let first = object.split('/').next().unwrap_or_default();
+    let mut from_end = object.rsplit('/');
+    let last = from_end.next().unwrap_or_default();
+    let before_last = from_end.next();
+    let count = object.bytes().filter(|b| *b == b'/').count() + 1;
     let operation = match method {
         "POST" => match first {
             "sign" | "copy" | "move" => return None,
-            "chunked" => (segments.len() == 3 && last == "complete").then_some("upload")?,
-            _ if last == "share" && segments.len() > 1 => return None,
+            "chunked" => (count == 3 && last == "complete").then_some("upload")?,
+            _ if last == "share" && count > 1 => return None,
             _ => "upload",
         },
         "GET" | "HEAD" => {
-            if first == "chunked" || (last == "shares" && segments.len() > 1) {
+            if first == "chunked" || (last == "shares" && count > 1) {
                 return None;
             }
             "download"
         }
         "DELETE" => {
-            if segments.len() > 2 && segments[segments.len() - 2] == "share" {
+            if count > 2 && before_last == Some("share") {
                 return None;
             }
             "delete"
@@ -145,14 +148,30 @@ struct HttpSeries {
     size: Arc<Histogram>,
 }
 
+/// The series one (operation, bucket, outcome) of storage feeds.
+struct StorageSeries {
+    operations: Arc<Counter>,
+    duration: Arc<Histogram>,
+    /// Downloads only.
+    bytes: Option<Arc<Counter>>,
+}
+
+/// Series caches keyed by their label values joined with NUL, hashed with FxHash: a lookup per
+/// event, no allocation once the series is known. Only series every family accepted are kept,
+/// so a cache is no larger than the (capped) families; past `MAX_CACHED_SERIES` it starts over.
+type Cache<T> = rustc_hash::FxHashMap<String, T>;
+
 /// Counts events into the families. One per source: its caches and its memory of recent
 /// rate-limit events are its own; the families are shared.
 pub struct Ingest {
     fluxbase: Arc<FluxbaseFamilies>,
     exporter: Arc<ExporterFamilies>,
-    /// Series by `method \0 path \0 class`. Only series every family accepted are kept, so the
-    /// cache is no larger than the (capped) families.
-    http: HashMap<String, HttpSeries>,
+    /// Series by `method \0 path \0 class`.
+    http: Cache<HttpSeries>,
+    /// Series by `operation \0 bucket \0 outcome`.
+    storage: Cache<StorageSeries>,
+    /// Rate-limit counters by `limiter \0 client IP` (the IP is hashed once per new key).
+    rate_limits: Cache<Arc<Counter>>,
     key: String,
     /// Recent 429s on 2FA routes and recent `rate_limit_exceeded` events, for de-duplication:
     /// (event time, client IP).
@@ -168,7 +187,9 @@ impl Ingest {
         Ingest {
             fluxbase,
             exporter,
-            http: HashMap::new(),
+            http: Cache::default(),
+            storage: Cache::default(),
+            rate_limits: Cache::default(),
             key: String::new(),
             recent_429s: VecDeque::new(),
             recent_limit_events: VecDeque::new(),
@@ -200,15 +221,20 @@ impl Ingest {
 
     fn http_request(&mut self, request: &HttpRequest<'_>, time: f64) {
         let class = labels::status_class(request.status);
-        let path = labels::normalize_path(&request.path);
         self.key.clear();
         self.key.push_str(&request.method);
         self.key.push('\0');
-        self.key.push_str(&path);
+        let path_start = self.key.len();
+        labels::normalize_path_into(&request.path, &mut self.key);
+        let path_end = self.key.len();
         self.key.push('\0');
         self.key.push_str(class);
         if !self.http.contains_key(self.key.as_str()) {
-            let values = [request.method.as_ref(), path.as_ref(), class];
+            let values = [
+                request.method.as_ref(),
+                &self.key[path_start..path_end],
+                class,
+            ];
             let fluxbase = &self.fluxbase;
             let series = fluxbase
                 .http_requests_total
@@ -224,11 +250,9 @@ impl Ingest {
                 });
             // A refused label set is not cached: the next event asks (and is counted as
             // dropped) again.
-            let Some(series) = series else { return };
-            if self.http.len() >= MAX_CACHED_SERIES {
-                self.http.clear();
+            if let Some(series) = series {
+                insert(&mut self.http, self.key.clone(), series);
             }
-            self.http.insert(self.key.clone(), series);
         }
         if let Some(series) = self.http.get(self.key.as_str()) {
             series.requests.inc();
@@ -239,45 +263,94 @@ impl Ingest {
                 series.size.observe(bytes);
             }
         }
-
         if let Some(storage) = storage_operation(&request.method, &request.path) {
-            let status = if (200..300).contains(&request.status) {
-                "success"
-            } else {
-                "error"
-            };
-            let fluxbase = &self.fluxbase;
-            fluxbase
-                .storage_operations_total
-                .inc(&[storage.operation, storage.bucket, status]);
-            if let Some(ms) = request.duration_ms {
-                fluxbase
-                    .storage_operation_duration_seconds
-                    .observe(&[storage.operation, storage.bucket], ms / 1000.0);
+            self.storage_operation(storage, request);
+        }
+        if request.status == 429 {
+            self.rate_limited(request, time);
+        }
+    }
+
+    fn storage_operation(&mut self, storage: StorageOperation<'_>, request: &HttpRequest<'_>) {
+        let outcome = if (200..300).contains(&request.status) {
+            "success"
+        } else {
+            "error"
+        };
+        self.key.clear();
+        for (i, part) in [storage.operation, storage.bucket, outcome]
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                self.key.push('\0');
             }
-            if storage.operation == "download"
-                && let Some(bytes) = request.response_bytes
-            {
-                fluxbase
-                    .storage_bytes_total
-                    .inc_by(&["download", storage.bucket], bytes as u64);
+            self.key.push_str(part);
+        }
+        if !self.storage.contains_key(self.key.as_str()) {
+            let fluxbase = &self.fluxbase;
+            let pair = [storage.operation, storage.bucket];
+            let series = fluxbase
+                .storage_operations_total
+                .get_or_create(&[storage.operation, storage.bucket, outcome])
+                .and_then(|operations| {
+                    Some(StorageSeries {
+                        operations,
+                        duration: fluxbase
+                            .storage_operation_duration_seconds
+                            .get_or_create(&pair)?,
+                        bytes: match storage.operation {
+                            "download" => Some(fluxbase.storage_bytes_total.get_or_create(&pair)?),
+                            _ => None,
+                        },
+                    })
+                });
+            if let Some(series) = series {
+                insert(&mut self.storage, self.key.clone(), series);
             }
         }
-
-        if request.status == 429 {
-            let limiter = limiter_type(&request.path);
-            let ip = request.ip.as_deref();
-            if limiter == "auth_2fa" {
-                self.forget_before(time);
-                // The same request's rate_limit_exceeded event may have been counted already.
-                if take_match(&mut self.recent_limit_events, time, ip) {
-                    return;
-                }
-                self.recent_429s.push_back((time, ip.map(str::to_owned)));
+        if let Some(series) = self.storage.get(self.key.as_str()) {
+            series.operations.inc();
+            if let Some(ms) = request.duration_ms {
+                series.duration.observe(ms / 1000.0);
             }
-            self.fluxbase
+            if let (Some(counter), Some(bytes)) = (&series.bytes, request.response_bytes) {
+                counter.inc_by(bytes as u64);
+            }
+        }
+    }
+
+    fn rate_limited(&mut self, request: &HttpRequest<'_>, time: f64) {
+        let limiter = limiter_type(&request.path);
+        let ip = request.ip.as_deref();
+        if limiter == "auth_2fa" {
+            self.forget_before(time);
+            // The same request's rate_limit_exceeded event may have been counted already.
+            if take_match(&mut self.recent_limit_events, time, ip) {
+                return;
+            }
+            self.recent_429s.push_back((time, ip.map(str::to_owned)));
+        }
+        self.rate_limit_hit(limiter, ip);
+    }
+
+    /// Counts one hit of `limiter` by the client at `ip`.
+    fn rate_limit_hit(&mut self, limiter: &'static str, ip: Option<&str>) {
+        self.key.clear();
+        self.key.push_str(limiter);
+        self.key.push('\0');
+        self.key.push_str(ip.unwrap_or(""));
+        if !self.rate_limits.contains_key(self.key.as_str()) {
+            let counter = self
+                .fluxbase
                 .rate_limit_hits_total
-                .inc(&[limiter, &identifier(ip)]);
+                .get_or_create(&[limiter, &identifier(ip)]);
+            if let Some(counter) = counter {
+                insert(&mut self.rate_limits, self.key.clone(), counter);
+            }
+        }
+        if let Some(counter) = self.rate_limits.get(self.key.as_str()) {
+            counter.inc();
         }
     }
 
@@ -334,6 +407,14 @@ impl Ingest {
             }
         }
     }
+}
+
+/// Adds a cache entry, starting the cache over when it is full.
+fn insert<T>(cache: &mut Cache<T>, key: String, value: T) {
+    if cache.len() >= MAX_CACHED_SERIES {
+        cache.clear();
+    }
+    cache.insert(key, value);
 }
 
 /// Removes and reports a remembered event of the same request: close in time, and from the same

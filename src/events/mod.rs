@@ -3,6 +3,7 @@
 //! into the page's families with Fluxbase's label rules.
 
 pub mod follow;
+pub mod json;
 pub mod mapping;
 pub mod parse;
 pub mod sources;

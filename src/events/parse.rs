@@ -3,8 +3,7 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
-
+use super::json::{self, Scalar};
 use crate::timestamp;
 
 /// One Fluxbase log event the exporter counts.
@@ -74,79 +73,62 @@ impl Skip {
     }
 }
 
-/// A string of the line, borrowed from it unless it holds escapes. (serde borrows a
-/// `Cow<str>` only as a direct field, not inside an `Option`; this type borrows everywhere.)
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(text)))
-            }
-            fn visit_str<E>(self, text: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(text.to_owned())))
-            }
-            fn visit_string<E>(self, text: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(text)))
-            }
-        }
-        deserializer.deserialize_str(Visitor)
-    }
-}
-
 /// The keys of a zerolog line (or of a `logging.entries` row's `fields`) that matter here; the
-/// rest are skipped without being kept.
-#[derive(Deserialize, Default)]
-#[serde(default)]
+/// rest are skipped without being built.
+#[derive(Default)]
 struct Fields<'a> {
-    #[serde(borrow)]
-    message: Option<Text<'a>>,
-    #[serde(borrow)]
-    time: Option<Time<'a>>,
-    #[serde(borrow)]
-    method: Option<Text<'a>>,
-    #[serde(borrow)]
-    path: Option<Text<'a>>,
+    message: Option<Cow<'a, str>>,
+    time: Option<Scalar<'a>>,
+    method: Option<Cow<'a, str>>,
+    path: Option<Cow<'a, str>>,
     status: Option<f64>,
     duration_ms: Option<f64>,
     response_bytes: Option<f64>,
-    #[serde(borrow)]
-    ip: Option<Text<'a>>,
-    #[serde(borrow)]
-    ip_address: Option<Text<'a>>,
-    #[serde(borrow)]
-    request_id: Option<Text<'a>>,
-    #[serde(borrow)]
-    event_type: Option<Text<'a>>,
-    #[serde(borrow)]
-    details: Option<Details<'a>>,
-    #[serde(borrow)]
-    operation: Option<Text<'a>>,
-    #[serde(borrow)]
-    table: Option<Text<'a>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Details<'a> {
-    #[serde(borrow)]
-    reason: Option<Text<'a>>,
+    ip: Option<Cow<'a, str>>,
+    ip_address: Option<Cow<'a, str>>,
+    request_id: Option<Cow<'a, str>>,
+    event_type: Option<Cow<'a, str>>,
+    reason: Option<Cow<'a, str>>,
     sso: Option<bool>,
+    operation: Option<Cow<'a, str>>,
+    table: Option<Cow<'a, str>>,
 }
 
-/// zerolog writes Unix seconds by default; the Fluxbase page shows RFC 3339. Both are read.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Time<'a> {
-    Seconds(f64),
-    #[serde(borrow)]
-    Text(Text<'a>),
+/// Reads the keys that matter from one JSON object. A value of an unexpected type is treated
+/// as absent (so `"status":"200"` is an event without a status).
+fn read_fields(text: &[u8]) -> Result<Fields<'_>, Skip> {
+    let mut fields = Fields::default();
+    json::read_object(text, &mut |key, value| {
+        match key {
+            b"message" => fields.message = value.string()?,
+            b"time" => fields.time = value.string_or_number()?,
+            b"method" => fields.method = value.string()?,
+            b"path" => fields.path = value.string()?,
+            b"status" => fields.status = value.number()?,
+            b"duration_ms" => fields.duration_ms = value.number()?,
+            b"response_bytes" => fields.response_bytes = value.number()?,
+            b"ip" => fields.ip = value.string()?,
+            b"ip_address" => fields.ip_address = value.string()?,
+            b"request_id" => fields.request_id = value.string()?,
+            b"event_type" => fields.event_type = value.string()?,
+            b"operation" => fields.operation = value.string()?,
+            b"table" => fields.table = value.string()?,
+            b"details" => {
+                value.object(&mut |key, value| {
+                    match key {
+                        b"reason" => fields.reason = value.string()?,
+                        b"sso" => fields.sso = value.boolean()?,
+                        _ => value.skip()?,
+                    }
+                    Ok(())
+                })?;
+            }
+            _ => value.skip()?,
+        }
+        Ok(())
+    })
+    .map_err(|_| Skip::InvalidJson)?;
+    Ok(fields)
 }
 
 /// Parses one JSON line.
@@ -155,12 +137,13 @@ pub fn parse_line(line: &[u8]) -> Result<Event<'_>, Skip> {
     if trimmed.first() != Some(&b'{') {
         return Err(Skip::NotJson);
     }
-    let mut fields: Fields<'_> = serde_json::from_slice(trimmed).map_err(|_| Skip::InvalidJson)?;
-    let time = fields.time.as_ref().and_then(|time| match time {
-        Time::Seconds(seconds) => Some(*seconds),
-        Time::Text(text) => timestamp::parse_rfc3339(&text.0),
-    });
-    let message = text(fields.message.take());
+    let mut fields = read_fields(trimmed)?;
+    let time = match &fields.time {
+        Some(Scalar::Number(seconds)) => Some(*seconds),
+        Some(Scalar::String(text)) => timestamp::parse_rfc3339(text),
+        None => None,
+    };
+    let message = fields.message.take();
     event(message.as_deref(), time, fields)
 }
 
@@ -175,13 +158,13 @@ pub struct Row<'a> {
 }
 
 pub fn parse_row<'a>(row: &Row<'a>) -> Result<Event<'a>, Skip> {
-    let mut fields: Fields<'a> = serde_json::from_str(row.fields).map_err(|_| Skip::InvalidJson)?;
+    let mut fields = read_fields(row.fields.as_bytes())?;
     // Fluxbase moves these keys out of `fields` into columns.
     if fields.ip.is_none() && fields.ip_address.is_none() {
-        fields.ip_address = row.ip_address.map(|ip| Text(Cow::Borrowed(ip)));
+        fields.ip_address = row.ip_address.map(Cow::Borrowed);
     }
     if fields.request_id.is_none() {
-        fields.request_id = row.request_id.map(|id| Text(Cow::Borrowed(id)));
+        fields.request_id = row.request_id.map(Cow::Borrowed);
     }
     event(Some(row.message), Some(row.time), fields)
 }
@@ -193,19 +176,15 @@ fn event<'a>(
 ) -> Result<Event<'a>, Skip> {
     let kind = match message {
         Some("HTTP request") => EventKind::Http(http_request(fields)?),
-        Some("Security event" | "Security warning") => {
-            let event_type = text(fields.event_type).ok_or(Skip::InvalidField)?;
-            let details = fields.details.unwrap_or_default();
-            EventKind::Security(SecurityEvent {
-                event_type,
-                reason: text(details.reason),
-                sso: details.sso.unwrap_or(false),
-                ip: text(fields.ip_address.or(fields.ip)),
-            })
-        }
+        Some("Security event" | "Security warning") => EventKind::Security(SecurityEvent {
+            event_type: fields.event_type.ok_or(Skip::InvalidField)?,
+            reason: fields.reason,
+            sso: fields.sso.unwrap_or(false),
+            ip: fields.ip_address.or(fields.ip),
+        }),
         Some("Slow query detected") => EventKind::SlowQuery {
-            operation: text(fields.operation).ok_or(Skip::InvalidField)?,
-            table: text(fields.table).ok_or(Skip::InvalidField)?,
+            operation: fields.operation.ok_or(Skip::InvalidField)?,
+            table: fields.table.ok_or(Skip::InvalidField)?,
         },
         _ => EventKind::Other,
     };
@@ -223,20 +202,17 @@ fn http_request(fields: Fields<'_>) -> Result<HttpRequest<'_>, Skip> {
         None => Ok(None),
     };
     Ok(HttpRequest {
-        method: text(fields.method)
+        method: fields
+            .method
             .filter(|m| !m.is_empty())
             .ok_or(Skip::InvalidField)?,
-        path: text(fields.path).ok_or(Skip::InvalidField)?,
+        path: fields.path.ok_or(Skip::InvalidField)?,
         status: status as i64,
         duration_ms: finite_non_negative(fields.duration_ms)?,
         response_bytes: finite_non_negative(fields.response_bytes)?,
-        ip: text(fields.ip.or(fields.ip_address)),
-        request_id: text(fields.request_id),
+        ip: fields.ip.or(fields.ip_address),
+        request_id: fields.request_id,
     })
-}
-
-fn text(value: Option<Text<'_>>) -> Option<Cow<'_, str>> {
-    value.map(|text| text.0)
 }
 
 #[cfg(test)]
@@ -319,7 +295,7 @@ mod tests {
             (b"{\"message\":\"HTTP request\",", Skip::InvalidJson),
             (b"{\"message\":\"HTTP req\xff\"}", Skip::InvalidJson),
             (br#"{"message":"HTTP request","method":"GET","path":"/"}"#, Skip::InvalidField),
-            (br#"{"message":"HTTP request","method":"GET","path":"/","status":"200"}"#, Skip::InvalidJson),
+            (br#"{"message":"HTTP request","method":"GET","path":"/","status":"200"}"#, Skip::InvalidField),
             (br#"{"message":"HTTP request","method":"GET","path":"/","status":200.5}"#, Skip::InvalidField),
             (br#"{"message":"HTTP request","method":"GET","path":"/","status":200,"duration_ms":-1}"#, Skip::InvalidField),
         ];

@@ -173,8 +173,18 @@ impl<M: Metric> Family<M> {
     /// must not take a scrape or a worker down).
     pub fn get_or_create(&self, values: &[&str]) -> Option<Arc<M>> {
         self.with_key(values, |key| {
-            if let Some(series) = self.read().get(key) {
-                return Some(Arc::clone(series));
+            {
+                let series = self.read();
+                if let Some(series) = series.get(key) {
+                    return Some(Arc::clone(series));
+                }
+                // Full: refuse without taking the write side (a label explosion must not
+                // serialise every event on the lock).
+                if series.len() >= self.limit.max_series {
+                    drop(series);
+                    self.refuse();
+                    return None;
+                }
             }
             let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
             if let Some(existing) = series.get(key) {
