@@ -104,10 +104,13 @@ impl Exporter {
             let logs = Arc::clone(&logs);
             thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(addr) = listening_address(&line) {
+                    let address = listening_address(&line);
+                    // Kept before the address is announced, so a test that got the address
+                    // finds the line too.
+                    logs.lock().unwrap().push(line);
+                    if let Some(addr) = address {
                         let _ = address_sender.send(addr);
                     }
-                    logs.lock().unwrap().push(line);
                 }
             });
         }
