@@ -4,13 +4,18 @@ CARGO ?= cargo
 # Extra flags for `make run`, e.g. make run ARGS="--log.level debug"
 ARGS ?=
 
-.PHONY: run test test-tools build release bench lint fmt clean
+PREFIX ?= /usr/local
+DESTDIR ?=
+# The binary `make install` installs (the release build unless given).
+BINARY ?= target/release/fluxbase-exporter
+
+.PHONY: run test test-tools bench-tools build release static install bench lint fmt clean
 
 run: ## Build and run the exporter on :9745 with nothing configured.
 	$(CARGO) run --release --locked -- $(ARGS)
 
-test: test-tools ## Install missing test tools (promtool), then run every test.
-	$(CARGO) test --locked --lib --bins --tests
+test: test-tools ## Install missing test tools (promtool, PostgreSQL, ...), then run every test.
+	FLUXBASE_EXPORTER_STATIC_BINARY="$$(scripts/build-static)" $(CARGO) test --locked --lib --bins --tests
 
 test-tools:
 	@scripts/ensure-test-tools
@@ -23,6 +28,19 @@ build:
 
 release:
 	$(CARGO) build --release --locked
+
+static: ## The static (musl) binary the container image ships; prints its path.
+	@scripts/build-static
+
+install: ## Binary, systemd unit and example settings under $(DESTDIR)$(PREFIX).
+ifeq ($(BINARY),target/release/fluxbase-exporter)
+	$(CARGO) build --release --locked
+endif
+	install -D -m 0755 "$(BINARY)" "$(DESTDIR)$(PREFIX)/bin/fluxbase-exporter"
+	install -d "$(DESTDIR)$(PREFIX)/lib/systemd/system"
+	sed 's|@PREFIX@|$(PREFIX)|g' systemd/fluxbase-exporter.service > "$(DESTDIR)$(PREFIX)/lib/systemd/system/fluxbase-exporter.service"
+	install -D -m 0644 systemd/fluxbase-exporter.env.example "$(DESTDIR)/etc/fluxbase/fluxbase-exporter.env.example"
+	install -D -m 0644 README.md "$(DESTDIR)$(PREFIX)/share/doc/fluxbase-exporter/README.md"
 
 bench: test-tools bench-tools ## Benchmarks, each beside its peer in the same run.
 	$(CARGO) bench --locked --bench metrics_core

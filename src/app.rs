@@ -22,6 +22,7 @@ use crate::process::{ProcessCollector, ProcessSnapshot};
 use crate::published::Published;
 use crate::state::State;
 use crate::storage::{self, ScanTotals, ScanWorker, StorageWorker};
+use crate::systemd;
 use crate::workers::Workers;
 use crate::workers::system::SystemWorker;
 
@@ -235,6 +236,7 @@ fn serve_until_stopped(
 ) -> Result<(), RunError> {
     state.auth_token = web.auth_token;
     state.telemetry_path = web.telemetry_path;
+    let health = Arc::clone(&state.health);
     let (fatal_sender, fatal) = bounded::<String>(1);
     let http = HttpServer::start(
         web.listen_address,
@@ -245,6 +247,29 @@ fn serve_until_stopped(
     .map_err(RunError::Http)?;
     log::info!(address:% = http.local_addr(), threads = web.threads; "listening");
 
+    // Under systemd (Type=notify): ready now, then status lines and watchdog pings.
+    let notifier = systemd::Notifier::from_env().map(Arc::new);
+    let (stop_watchdog, watchdog_stop) = bounded::<()>(0);
+    let watchdog = match &notifier {
+        Some(notifier) => {
+            notifier.send(&format!("READY=1\nSTATUS=serving on {}", http.local_addr()));
+            let started = systemd::Watchdog::start(
+                Arc::clone(notifier),
+                http.local_addr(),
+                health,
+                watchdog_stop,
+            );
+            match started {
+                Ok(watchdog) => Some(watchdog),
+                Err(err) => {
+                    log::error!(error:% = err; "cannot start the systemd notification thread");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+
     let outcome = select! {
         recv(signals) -> signal => {
             log::info!(signal = signal.unwrap_or_default(); "shutting down");
@@ -252,6 +277,13 @@ fn serve_until_stopped(
         }
         recv(fatal) -> message => Err(RunError::Fatal(message.unwrap_or_default())),
     };
+    if let Some(notifier) = &notifier {
+        notifier.send("STOPPING=1\nSTATUS=shutting down");
+    }
+    drop(stop_watchdog);
+    if let Some(watchdog) = watchdog {
+        watchdog.join();
+    }
     http.shutdown();
     outcome
 }

@@ -42,6 +42,9 @@ pub const RESERVED_PATHS: &[&str] = &[
     about = "Prometheus metrics, JSON system metrics and health checks for Fluxbase, measured from outside its process."
 )]
 pub struct Flags {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on: HOST:PORT, or :PORT for every IPv4 interface.
     #[arg(
         long = "web.listen-address",
@@ -240,6 +243,17 @@ pub struct Flags {
         default_value = "json"
     )]
     pub log_format: String,
+}
+
+/// Subcommands besides serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Exit 0 when the exporter's health endpoint answers 2xx within 5 s, 1 otherwise (for a
+    /// container's HEALTHCHECK, which has no curl).
+    Healthcheck {
+        /// The URL to ask [default: http://127.0.0.1:<port of --web.listen-address>/api/v1/monitoring/health].
+        url: Option<String>,
+    },
 }
 
 /// The validated configuration the exporter runs with.
@@ -525,8 +539,41 @@ fn auth_token(
         (None, Some(value)) => BearerToken::new(value.trim())
             .map(Some)
             .ok_or_else(|| ConfigError::new(AUTH_TOKEN_ENV, "holds only white space")),
-        (None, None) => Ok(None),
+        // systemd's LoadCredential=auth-token:... puts the token where only this service reads it.
+        (None, None) => match env("CREDENTIALS_DIRECTORY") {
+            Some(directory) => {
+                let path = Path::new(&directory).join(CREDENTIAL_NAME);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => BearerToken::new(text.trim()).map(Some).ok_or_else(|| {
+                        ConfigError::new(
+                            "LoadCredential=auth-token",
+                            format!("{} holds no token", path.display()),
+                        )
+                    }),
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(err) => Err(ConfigError::new(
+                        "LoadCredential=auth-token",
+                        format!("cannot read {}: {err}", path.display()),
+                    )),
+                }
+            }
+            None => Ok(None),
+        },
     }
+}
+
+/// The name of the systemd credential holding the bearer token.
+pub const CREDENTIAL_NAME: &str = "auth-token";
+
+/// Where `healthcheck` asks when given no URL: the health endpoint on the configured port.
+pub fn default_health_url(listen_address: &str) -> String {
+    let port = listen_address
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse::<u16>().ok())
+        .unwrap_or(DEFAULT_PORT);
+    format!("http://127.0.0.1:{port}/api/v1/monitoring/health")
 }
 
 fn log_level(
@@ -682,6 +729,51 @@ mod tests {
                 .starts_with("invalid --web.auth-token-file: cannot read ")
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_systemd_credential_holds_the_token_when_nothing_else_does() {
+        let dir = std::env::temp_dir().join(format!("fxe-credentials-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(CREDENTIAL_NAME), "from-systemd\n").unwrap();
+        let directory = dir.to_str().unwrap();
+        let loaded = config(&[], &[("CREDENTIALS_DIRECTORY", directory)]).unwrap();
+        assert!(loaded.web.auth_token.unwrap().matches(b"from-systemd"));
+        // The environment variable wins over the credential.
+        let both = config(
+            &[],
+            &[
+                ("CREDENTIALS_DIRECTORY", directory),
+                (AUTH_TOKEN_ENV, "env"),
+            ],
+        )
+        .unwrap();
+        assert!(both.web.auth_token.unwrap().matches(b"env"));
+        std::fs::remove_file(dir.join(CREDENTIAL_NAME)).unwrap();
+        assert!(
+            config(&[], &[("CREDENTIALS_DIRECTORY", directory)])
+                .unwrap()
+                .web
+                .auth_token
+                .is_none()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_healthcheck_asks_the_configured_port() {
+        assert_eq!(
+            default_health_url(":9745"),
+            "http://127.0.0.1:9745/api/v1/monitoring/health"
+        );
+        assert_eq!(
+            default_health_url("0.0.0.0:8000"),
+            "http://127.0.0.1:8000/api/v1/monitoring/health"
+        );
+        assert_eq!(
+            default_health_url("[::]:7000"),
+            "http://127.0.0.1:7000/api/v1/monitoring/health"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod duration;
 pub mod events;
 pub mod families;
 pub mod health;
+pub mod healthcheck;
 pub mod http;
 pub mod incremental;
 pub mod labels;
@@ -24,6 +25,7 @@ pub mod process;
 pub mod published;
 pub mod state;
 pub mod storage;
+pub mod systemd;
 pub mod timestamp;
 pub mod workers;
 

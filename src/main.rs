@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use fluxbase_exporter::config::{Config, Flags};
+use fluxbase_exporter::config::{self, Command, Config, Flags};
 use fluxbase_exporter::logging;
 
 /// Exit status for unusable configuration, as for a usage error.
@@ -33,6 +33,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if let Some(Command::Healthcheck { url }) = &flags.command {
+        let url = url
+            .clone()
+            .unwrap_or_else(|| config::default_health_url(&flags.web_listen_address));
+        return healthcheck(&url);
+    }
     let config = match Config::from_flags(flags, &|name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(err) => {
@@ -47,6 +53,17 @@ fn main() -> ExitCode {
             log::error!("{err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `fluxbase-exporter healthcheck [URL]`: 0 on a 2xx answer, 1 otherwise, one line either way.
+fn healthcheck(url: &str) -> ExitCode {
+    let (healthy, line) = fluxbase_exporter::healthcheck::check(url);
+    println!("{line}");
+    if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -290,9 +290,23 @@ pub fn read_response(stream: &mut TcpStream, with_body: bool) -> Option<HttpResp
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
         .and_then(|(_, v)| v.parse::<usize>().ok());
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("Transfer-Encoding") && v.eq_ignore_ascii_case("chunked")
+    });
     let mut body = Vec::new();
     match length {
         _ if !with_body => {}
+        _ if chunked => loop {
+            let mut size_line = String::new();
+            reader.read_line(&mut size_line).ok()?;
+            let size = usize::from_str_radix(size_line.trim().split(';').next()?, 16).ok()?;
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        },
         Some(length) => {
             body.resize(length, 0);
             reader.read_exact(&mut body).ok()?;

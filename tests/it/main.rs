@@ -8,5 +8,6 @@ mod database;
 mod docs;
 mod events;
 mod http_surface;
+mod operations;
 mod promtool;
 mod storage;

@@ -1,0 +1,202 @@
+//! systemd's notify protocol with std's Unix datagram socket (no libsystemd): `READY=1` once
+//! listening, `STATUS=` lines, `WATCHDOG=1` while the HTTP workers answer, `STOPPING=1` at
+//! shutdown.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{self, UnixDatagram};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, after, select};
+
+use crate::health::{self, HealthBoard};
+
+/// Where systemd listens for this service's notifications.
+pub struct Notifier {
+    socket: UnixDatagram,
+    address: net::SocketAddr,
+}
+
+impl Notifier {
+    /// From `NOTIFY_SOCKET` (a path, or `@name` for the abstract namespace); `None` when the
+    /// exporter does not run under `Type=notify`.
+    pub fn from_env() -> Option<Notifier> {
+        let target = std::env::var_os("NOTIFY_SOCKET")?;
+        let target = target.to_str()?;
+        let address = match target.strip_prefix('@') {
+            Some(name) => net::SocketAddr::from_abstract_name(name.as_bytes()).ok()?,
+            None => net::SocketAddr::from_pathname(target).ok()?,
+        };
+        let socket = UnixDatagram::unbound().ok()?;
+        Some(Notifier { socket, address })
+    }
+
+    /// Sends one notification; a failure is logged, never fatal.
+    pub fn send(&self, message: &str) {
+        if let Err(err) = self.socket.send_to_addr(message.as_bytes(), &self.address) {
+            log::debug!(error:% = err, message = message; "systemd notification not sent");
+        }
+    }
+}
+
+/// Half of `WATCHDOG_USEC`, when systemd asks for watchdog pings from this process.
+pub fn watchdog_interval() -> Option<Duration> {
+    if let Some(pid) = std::env::var_os("WATCHDOG_PID")
+        && pid.to_str()?.parse::<u32>().ok()? != std::process::id()
+    {
+        return None;
+    }
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// The thread that keeps systemd informed: every interval, a `STATUS=` line with the health
+/// verdict and, when the watchdog is on, `WATCHDOG=1` if and only if the HTTP workers answer a
+/// request to `/livez` within the interval. A wedged server therefore misses the watchdog.
+pub struct Watchdog {
+    thread: JoinHandle<()>,
+}
+
+impl Watchdog {
+    pub fn start(
+        notifier: Arc<Notifier>,
+        http: SocketAddr,
+        health: Arc<HealthBoard>,
+        stop: Receiver<()>,
+    ) -> std::io::Result<Watchdog> {
+        let watchdog = watchdog_interval();
+        let interval = watchdog
+            .unwrap_or(Duration::from_secs(10))
+            .max(Duration::from_millis(100));
+        let target = loopback(http);
+        let thread = thread::Builder::new().name("systemd".to_owned()).spawn(move || {
+            let mut answering = true;
+            loop {
+                let services = health.services(Instant::now());
+                let overall = health::overall(services.iter().map(|(_, service)| service));
+                let mut status = format!("STATUS=serving on {http}; {}", overall.as_str());
+                for (name, service) in &services {
+                    if let Some(message) = &service.message {
+                        status.push_str(&format!("; {name}: {message}"));
+                    }
+                }
+                notifier.send(&status);
+                if watchdog.is_some() {
+                    match livez(target, interval) {
+                        Ok(()) => {
+                            notifier.send("WATCHDOG=1");
+                            if !answering {
+                                log::info!("the HTTP workers answer again; watchdog pings resume");
+                            }
+                            answering = true;
+                        }
+                        Err(why) => {
+                            if answering {
+                                log::warn!(reason = why.as_str(); "the HTTP workers did not answer; withholding the watchdog ping");
+                            }
+                            answering = false;
+                        }
+                    }
+                }
+                select! {
+                    recv(stop) -> _ => break,
+                    recv(after(interval)) -> _ => {}
+                }
+            }
+        })?;
+        Ok(Watchdog { thread })
+    }
+
+    pub fn join(self) {
+        if self.thread.join().is_err() {
+            log::error!("systemd notification thread panicked");
+        }
+    }
+}
+
+/// The address to reach a server bound to `bound` from this host.
+fn loopback(bound: SocketAddr) -> SocketAddr {
+    let mut target = bound;
+    if bound.ip().is_unspecified() {
+        target.set_ip(match bound {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    target
+}
+
+/// `GET /livez` answered 200 within `timeout`.
+fn livez(target: SocketAddr, timeout: Duration) -> Result<(), String> {
+    match http_status(target, "/livez", timeout)? {
+        200 => Ok(()),
+        other => Err(format!("/livez answered {other}")),
+    }
+}
+
+/// The status code of `GET path` on `target`, within `timeout` for each of connect, write and
+/// read (HTTP/1.0: the server closes after answering).
+pub fn http_status(target: SocketAddr, path: &str, timeout: Duration) -> Result<u16, String> {
+    let mut stream = TcpStream::connect_timeout(&target, timeout)
+        .map_err(|err| format!("cannot connect to {target}: {err}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|err| err.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|err| err.to_string())?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.0\r\nHost: {target}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .map_err(|err| format!("cannot send the request: {err}"))?;
+    let mut head = [0u8; 64];
+    let mut read = 0;
+    while read < 12 {
+        match stream.read(&mut head[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(err) => return Err(format!("no answer: {err}")),
+        }
+    }
+    let line = String::from_utf8_lossy(&head[..read]);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("not an HTTP answer: {line:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_addresses_are_reached_on_loopback() {
+        assert_eq!(
+            loopback("0.0.0.0:9745".parse().unwrap()),
+            "127.0.0.1:9745".parse().unwrap()
+        );
+        assert_eq!(
+            loopback("[::]:9745".parse().unwrap()),
+            "[::1]:9745".parse().unwrap()
+        );
+        assert_eq!(
+            loopback("10.1.2.3:1".parse().unwrap()),
+            "10.1.2.3:1".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_closed_port_is_an_error_not_a_hang() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = http_status(port, "/livez", Duration::from_millis(500)).unwrap_err();
+        assert!(err.starts_with("cannot connect to"), "{err}");
+    }
+}
