@@ -16,6 +16,7 @@ run: ## Build and run the exporter on :9745 with nothing configured.
 
 test: test-tools ## Install missing test tools (promtool, PostgreSQL, ...), then run every test.
 	FLUXBASE_EXPORTER_STATIC_BINARY="$$(scripts/build-static)" $(CARGO) test --locked --lib --bins --tests
+	$(CARGO) test --locked -p tiny_http --lib
 
 test-tools:
 	@scripts/ensure-test-tools

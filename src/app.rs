@@ -1,5 +1,5 @@
 //! Wiring: builds the families, registry and state, starts the workers and the HTTP server,
-//! waits for a signal or a fatal error, and shuts everything down in order.
+//! waits for a signal, and shuts everything down in order.
 
 use std::fmt;
 use std::io;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, bounded, select};
+use crossbeam_channel::{Receiver, bounded};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
@@ -16,7 +16,7 @@ use crate::database::{self, DatabasePool, DatabaseStatus, DatabaseWorker};
 use crate::events::{self, DatabaseSource, FileSource, SourceStatus, StdinSource};
 use crate::families::{ExporterFamilies, FluxbaseFamilies};
 use crate::health::HealthBoard;
-use crate::http::{HttpServer, StartError};
+use crate::http::{HttpServer, Options as HttpOptions, StartError};
 use crate::metrics::{Registry, SeriesLimit};
 use crate::process::{ProcessCollector, ProcessSnapshot};
 use crate::published::Published;
@@ -39,8 +39,6 @@ pub enum RunError {
     Http(StartError),
     /// The database settings cannot be put to use (e.g. an unreadable root certificate).
     Database(String),
-    /// Serving stopped on its own (the listener died).
-    Fatal(String),
 }
 
 impl fmt::Display for RunError {
@@ -51,14 +49,13 @@ impl fmt::Display for RunError {
             RunError::Database(message) => {
                 write!(f, "cannot set up the database connection: {message}")
             }
-            RunError::Fatal(message) => f.write_str(message),
         }
     }
 }
 
 impl std::error::Error for RunError {}
 
-/// Runs the exporter until SIGTERM or SIGINT (then returns `Ok`) or a fatal error.
+/// Runs the exporter until SIGTERM or SIGINT (then returns `Ok`).
 pub fn run(config: Config) -> Result<(), RunError> {
     let started = Instant::now();
     // Listen for signals first, so one that arrives during start-up is not lost.
@@ -227,8 +224,7 @@ fn start_event_sources(
     Ok(())
 }
 
-/// Serves until a signal or a fatal error, then stops the HTTP server (in-flight requests are
-/// answered first).
+/// Serves until a signal, then stops the HTTP server (in-flight requests are answered first).
 fn serve_until_stopped(
     web: WebConfig,
     mut state: State,
@@ -237,14 +233,15 @@ fn serve_until_stopped(
     state.auth_token = web.auth_token;
     state.telemetry_path = web.telemetry_path;
     let health = Arc::clone(&state.health);
-    let (fatal_sender, fatal) = bounded::<String>(1);
-    let http = HttpServer::start(
-        web.listen_address,
-        web.threads,
-        Arc::new(state),
-        fatal_sender,
-    )
-    .map_err(RunError::Http)?;
+    let options = HttpOptions {
+        threads: web.threads,
+        max_connections: web.max_connections,
+        idle_timeout: web.idle_timeout,
+        header_timeout: web.header_timeout,
+        write_timeout: web.write_timeout,
+    };
+    let http =
+        HttpServer::start(web.listen_address, &options, Arc::new(state)).map_err(RunError::Http)?;
     log::info!(address:% = http.local_addr(), threads = web.threads; "listening");
 
     // Under systemd (Type=notify): ready now, then status lines and watchdog pings.
@@ -270,13 +267,8 @@ fn serve_until_stopped(
         None => None,
     };
 
-    let outcome = select! {
-        recv(signals) -> signal => {
-            log::info!(signal = signal.unwrap_or_default(); "shutting down");
-            Ok(())
-        }
-        recv(fatal) -> message => Err(RunError::Fatal(message.unwrap_or_default())),
-    };
+    let signal = signals.recv();
+    log::info!(signal = signal.unwrap_or_default(); "shutting down");
     if let Some(notifier) = &notifier {
         notifier.send("STOPPING=1\nSTATUS=shutting down");
     }
@@ -285,7 +277,7 @@ fn serve_until_stopped(
         watchdog.join();
     }
     http.shutdown();
-    outcome
+    Ok(())
 }
 
 /// A thread that turns SIGTERM and SIGINT into messages on a channel.

@@ -326,6 +326,21 @@ pub const EXPORTER_HTTP_REQUEST_DURATION_SECONDS: FamilyDesc = histogram(
     EXPORTER_HTTP_B,
     "Time the exporter took to produce the answer to a request to its own endpoints, in seconds",
 );
+pub const EXPORTER_HTTP_OPEN_CONNECTIONS: FamilyDesc = gauge(
+    "fluxbase_exporter_http_open_connections",
+    &[],
+    "Connections open to the exporter's own HTTP server (at most --web.max-connections are kept)",
+);
+pub const EXPORTER_HTTP_CONNECTIONS_DROPPED_TOTAL: FamilyDesc = counter(
+    "fluxbase_exporter_http_connections_dropped_total",
+    &["reason"],
+    "Connections the exporter's HTTP server closed on its own: evicted (the longest-idle, to make room at --web.max-connections), refused (503: every connection busy), idle_timeout (no request within --web.idle-timeout)",
+);
+pub const EXPORTER_HTTP_ACCEPT_ERRORS_TOTAL: FamilyDesc = counter(
+    "fluxbase_exporter_http_accept_errors_total",
+    &[],
+    "Failed accepts of new connections (such as running out of file descriptors); the server keeps accepting",
+);
 pub const EXPORTER_SERIES_DROPPED_TOTAL: FamilyDesc = counter(
     "fluxbase_exporter_series_dropped_total",
     &["family"],
@@ -457,6 +472,9 @@ pub const EXPORTER: &[&FamilyDesc] = &[
     &EXPORTER_BUILD_INFO,
     &EXPORTER_HTTP_REQUESTS_TOTAL,
     &EXPORTER_HTTP_REQUEST_DURATION_SECONDS,
+    &EXPORTER_HTTP_OPEN_CONNECTIONS,
+    &EXPORTER_HTTP_CONNECTIONS_DROPPED_TOTAL,
+    &EXPORTER_HTTP_ACCEPT_ERRORS_TOTAL,
     &EXPORTER_SERIES_DROPPED_TOTAL,
     &EXPORTER_CHECK_SUCCESS,
     &EXPORTER_CHECK_DURATION_SECONDS,

@@ -81,6 +81,43 @@ pub struct Flags {
     )]
     pub web_threads: usize,
 
+    /// Connections kept open at once. At the limit, the connection that has waited longest for
+    /// a request is closed to make room; only when all are busy is a new one refused with 503.
+    #[arg(
+        long = "web.max-connections",
+        env = "FLUXBASE_EXPORTER_WEB_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 128
+    )]
+    pub web_max_connections: usize,
+
+    /// How long a connection may wait for its next request before it is closed.
+    #[arg(
+        long = "web.idle-timeout",
+        env = "FLUXBASE_EXPORTER_WEB_IDLE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "5m"
+    )]
+    pub web_idle_timeout: String,
+
+    /// How long a request's head may take from its first byte to its last (then 408).
+    #[arg(
+        long = "web.header-timeout",
+        env = "FLUXBASE_EXPORTER_WEB_HEADER_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10s"
+    )]
+    pub web_header_timeout: String,
+
+    /// How long writing a response may block on a client that does not read.
+    #[arg(
+        long = "web.write-timeout",
+        env = "FLUXBASE_EXPORTER_WEB_WRITE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10s"
+    )]
+    pub web_write_timeout: String,
+
     /// Maximum number of series one labelled family may hold; further label sets are dropped
     /// and counted in fluxbase_exporter_series_dropped_total.
     #[arg(
@@ -300,6 +337,11 @@ pub struct WebConfig {
     pub listen_address: SocketAddr,
     pub telemetry_path: String,
     pub threads: usize,
+    /// Connections kept open at once (`--web.max-connections`).
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub header_timeout: Duration,
+    pub write_timeout: Duration,
     /// `None`: the JSON metrics endpoint answers 403 saying how to configure a token.
     pub auth_token: Option<BearerToken>,
 }
@@ -352,6 +394,15 @@ impl Config {
                 "must be between 1 and 256",
             ));
         }
+        if !(1..=65_536).contains(&flags.web_max_connections) {
+            return Err(ConfigError::new(
+                "--web.max-connections",
+                "must be between 1 and 65536",
+            ));
+        }
+        let idle_timeout = positive_duration("--web.idle-timeout", &flags.web_idle_timeout)?;
+        let header_timeout = positive_duration("--web.header-timeout", &flags.web_header_timeout)?;
+        let write_timeout = positive_duration("--web.write-timeout", &flags.web_write_timeout)?;
         if flags.metrics_max_series == 0 {
             return Err(ConfigError::new(
                 "--metrics.max-series",
@@ -389,6 +440,10 @@ impl Config {
                 listen_address,
                 telemetry_path,
                 threads: flags.web_threads,
+                max_connections: flags.web_max_connections,
+                idle_timeout,
+                header_timeout,
+                write_timeout,
                 auth_token,
             },
             log: LogConfig { level, format },

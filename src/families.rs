@@ -158,6 +158,7 @@ pub struct ExporterFamilies {
     pub build_info: Family<Gauge>,
     pub http_requests_total: Family<Counter>,
     pub http_request_duration_seconds: Family<Histogram>,
+    pub http: HttpFamilies,
     pub checks: CheckFamilies,
     pub database: DatabaseFamilies,
     pub storage: StorageFamilies,
@@ -174,6 +175,14 @@ impl ExporterFamilies {
                 &EXPORTER_HTTP_REQUEST_DURATION_SECONDS,
                 limit,
             ),
+            http: HttpFamilies {
+                open_connections: Family::new(&EXPORTER_HTTP_OPEN_CONNECTIONS, limit),
+                connections_dropped_total: Family::new(
+                    &EXPORTER_HTTP_CONNECTIONS_DROPPED_TOTAL,
+                    limit,
+                ),
+                accept_errors_total: Family::new(&EXPORTER_HTTP_ACCEPT_ERRORS_TOTAL, limit),
+            },
             checks: CheckFamilies {
                 success: Family::new(&EXPORTER_CHECK_SUCCESS, limit),
                 duration_seconds: Family::new(&EXPORTER_CHECK_DURATION_SECONDS, limit),
@@ -223,10 +232,11 @@ impl ExporterFamilies {
 
 impl Collector for ExporterFamilies {
     fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
-        let families: [&dyn Collector; 7] = [
+        let families: [&dyn Collector; 8] = [
             &self.build_info,
             &self.http_requests_total,
             &self.http_request_duration_seconds,
+            &self.http,
             &self.checks,
             &self.database,
             &self.storage,
@@ -235,6 +245,32 @@ impl Collector for ExporterFamilies {
         for family in families {
             family.collect(scrape, out);
         }
+    }
+}
+
+/// The exporter's HTTP server's connections, which the server itself reports.
+pub struct HttpFamilies {
+    pub open_connections: Family<Gauge>,
+    pub connections_dropped_total: Family<Counter>,
+    pub accept_errors_total: Family<Counter>,
+}
+
+impl HttpFamilies {
+    /// The server is up: its series start at zero (so that `rate()` sees the first event).
+    pub fn server_started(&self) {
+        self.open_connections.add(&[], 0.0);
+        self.accept_errors_total.inc_by(&[], 0);
+        for reason in ["evicted", "refused", "idle_timeout"] {
+            self.connections_dropped_total.inc_by(&[reason], 0);
+        }
+    }
+}
+
+impl Collector for HttpFamilies {
+    fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
+        self.open_connections.collect(scrape, out);
+        self.connections_dropped_total.collect(scrape, out);
+        self.accept_errors_total.collect(scrape, out);
     }
 }
 

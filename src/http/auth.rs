@@ -37,14 +37,22 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 }
 
 /// Compares two digests, always all 32 bytes: differences are OR-ed together and only the
-/// result is branched on. `black_box` keeps the optimiser from turning the loop into an early
-/// exit.
+/// result is branched on.
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    accumulate_difference(a, b, |_| ()) == 0
+}
+
+/// The OR of the XOR of every pair of bytes, visiting all 32 in order whatever they hold;
+/// `visit` sees each index (the tests count the visits; in the build it is empty and inlined
+/// away). `black_box` keeps the optimiser from turning the loop into an early exit.
+#[inline(always)]
+fn accumulate_difference(a: &[u8; 32], b: &[u8; 32], mut visit: impl FnMut(usize)) -> u8 {
     let mut difference = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        difference |= std::hint::black_box(x ^ y);
+    for index in 0..32 {
+        visit(index);
+        difference |= std::hint::black_box(a[index] ^ b[index]);
     }
-    std::hint::black_box(difference) == 0
+    std::hint::black_box(difference)
 }
 
 /// What a request's `Authorization` header amounts to.
@@ -148,15 +156,44 @@ mod tests {
 
     #[test]
     fn comparison_visits_every_byte_wherever_the_first_difference_is() {
-        // The comparison's work is fixed: both inputs are 32-byte digests and the loop has no
-        // early exit. Check that a difference in the first, a middle and the last byte is each
-        // found (an early-exit loop that stopped at a prefix would miss the last one).
+        // The comparison's work must not depend on where the inputs first differ: count the
+        // bytes it visits for equal inputs and for a first difference at every position.
         let base = [7u8; 32];
-        assert!(constant_time_eq(&base, &base));
-        for position in [0, 15, 31] {
+        let visits = |other: &[u8; 32]| {
+            let mut seen = Vec::new();
+            let difference = accumulate_difference(&base, other, |index| seen.push(index));
+            (seen, difference)
+        };
+        let every: Vec<usize> = (0..32).collect();
+        assert_eq!(visits(&base), (every.clone(), 0));
+        for position in 0..32 {
             let mut other = base;
-            other[position] ^= 1;
-            assert!(!constant_time_eq(&base, &other), "difference at {position}");
+            other[position] ^= 0x80;
+            let (seen, difference) = visits(&other);
+            assert_eq!(seen, every, "first difference at {position}");
+            assert_ne!(difference, 0);
+        }
+        assert_eq!(visits(&[0xff; 32]).0, every);
+        assert!(constant_time_eq(&base, &base));
+        assert!(!constant_time_eq(&base, &[0; 32]));
+    }
+
+    #[test]
+    fn how_much_of_the_token_a_guess_matches_does_not_reach_the_comparison() {
+        // What is compared are digests: a guess sharing a longer prefix with the token does
+        // not share a longer prefix of digest. (Each guess's digest differs from the token's
+        // within the first 4 bytes; the chance of a guess not doing so is 2^-32.)
+        let secret = "correct-horse-battery";
+        let digest = sha256(secret.as_bytes());
+        for matched in 0..secret.len() {
+            let guess = format!("{}#", &secret[..matched]);
+            let guessed = sha256(guess.as_bytes());
+            let first_difference = (0..32).find(|&i| guessed[i] != digest[i]).unwrap();
+            assert!(first_difference < 4, "{guess}: {first_difference}");
+        }
+        // And a guess of any length is compared as 32 bytes.
+        for length in [0, 1, 21, 1000, 100_000] {
+            assert!(!token().matches("x".repeat(length).as_bytes()));
         }
     }
 }

@@ -193,28 +193,6 @@ pub fn method_not_allowed(body: &mut Vec<u8>) -> Reply {
     }
 }
 
-/// 414 for a request target longer than the server reads.
-pub fn uri_too_long(body: &mut Vec<u8>) -> Reply {
-    json(
-        body,
-        414,
-        &ErrorBody {
-            error: "request target too long",
-        },
-    )
-}
-
-/// 431 for header fields larger than the server reads.
-pub fn headers_too_large(body: &mut Vec<u8>) -> Reply {
-    json(
-        body,
-        431,
-        &ErrorBody {
-            error: "request header fields too large",
-        },
-    )
-}
-
 /// 500 when a handler failed (a bug: logged by the dispatch loop).
 pub fn internal_error(body: &mut Vec<u8>) -> Reply {
     body.clear();

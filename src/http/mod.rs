@@ -11,4 +11,4 @@ mod server;
 
 pub use bodies::NO_DATABASE;
 pub use handlers::{Handler, Reply, route};
-pub use server::{HttpServer, StartError};
+pub use server::{HttpServer, Options, StartError};

@@ -1,9 +1,11 @@
 //! The server: one tiny_http listener, a fixed pool of worker threads that take requests from
 //! it, and the dispatch loop that answers, compresses, counts and logs.
 //!
-//! tiny_http reads requests on its own (unbounded) connection threads; those only parse
-//! headers. All handling happens on our fixed pool, so the work the process does for requests
-//! is bounded by `--web.threads`.
+//! tiny_http (our patched copy, `vendor/tiny_http`) reads requests on one thread per open
+//! connection; those only parse heads, and there are at most `--web.max-connections` of them:
+//! at the limit the connection that has waited longest for a request is closed to make room.
+//! Heads are bounded in size and time, bodies are never read. All handling happens on our fixed
+//! pool, so the work the process does for requests is bounded by `--web.threads`.
 
 use std::fmt;
 use std::io::{self, Write as _};
@@ -12,24 +14,53 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use tiny_http::{Header, Method, Request, Response, StatusCode};
+use tiny_http::{
+    ConnectionEvent, ConnectionLimits, ConnectionObserver, Header, Method, Request, Response,
+    StatusCode,
+};
 
 use super::handlers::{self, Reply};
 use crate::state::State;
 
-/// The longest request target we answer; longer ones get 414.
-const MAX_TARGET_BYTES: usize = 8 * 1024;
-/// The most header bytes we answer; more gets 431.
+/// The longest request line answered; longer ones get 414 (from tiny_http).
+const MAX_REQUEST_LINE_BYTES: usize = 8 * 1024;
+/// The most header bytes answered; more gets 431 (from tiny_http).
 const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// No endpoint takes a body. A small one is read and ignored, keeping the connection; a
+/// larger one is never read, and the connection closes after the answer.
+const MAX_BODY_BYTES: usize = 8 * 1024;
 /// Bodies shorter than this are sent as they are: gzip would save little and cost a pass.
 const GZIP_MIN_BYTES: usize = 1024;
 /// How much of a path the access log shows.
 const LOGGED_PATH_BYTES: usize = 256;
+
+/// How the server treats connections: `--web.*` settings.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub threads: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub header_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl Options {
+    fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            idle_timeout: Some(self.idle_timeout),
+            header_timeout: Some(self.header_timeout),
+            write_timeout: Some(self.write_timeout),
+            max_request_line_bytes: MAX_REQUEST_LINE_BYTES,
+            max_header_bytes: MAX_HEADER_BYTES,
+            max_body_bytes: Some(MAX_BODY_BYTES),
+        }
+    }
+}
 
 /// A running HTTP server and its worker threads.
 pub struct HttpServer {
@@ -75,13 +106,11 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 impl HttpServer {
-    /// Listens on `address` and starts `threads` workers. A worker that finds the listener dead
-    /// (tiny_http stops accepting after an accept error) reports it on `fatal`.
+    /// Listens on `address` and starts `options.threads` workers.
     pub fn start(
         address: SocketAddr,
-        threads: usize,
+        options: &Options,
         state: Arc<State>,
-        fatal: Sender<String>,
     ) -> Result<Self, StartError> {
         let listener =
             TcpListener::bind(address).map_err(|source| StartError::Bind { address, source })?;
@@ -94,25 +123,29 @@ impl HttpServer {
         if let Err(err) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
             log::warn!(error:% = err; "cannot set TCP_NODELAY; kept-alive responses may be delayed");
         }
+        state.exporter.http.server_started();
+        let observer = Arc::new(ConnectionCounter {
+            state: Arc::clone(&state),
+        });
         let server =
-            tiny_http::Server::from_listener(listener, None).map_err(|err| StartError::Bind {
-                address,
-                source: io::Error::other(err.to_string()),
-            })?;
+            tiny_http::Server::from_listener_with(listener, options.limits(), Some(observer))
+                .map_err(|err| StartError::Bind {
+                    address,
+                    source: io::Error::other(err.to_string()),
+                })?;
         let mut http = HttpServer {
             server: Arc::new(server),
             local_addr,
             quit: Arc::new(AtomicBool::new(false)),
-            workers: Vec::with_capacity(threads),
+            workers: Vec::with_capacity(options.threads),
         };
-        for index in 0..threads {
+        for index in 0..options.threads {
             let server = Arc::clone(&http.server);
             let state = Arc::clone(&state);
             let quit = Arc::clone(&http.quit);
-            let fatal = fatal.clone();
             let spawned = thread::Builder::new()
                 .name(format!("http-{index}"))
-                .spawn(move || worker_loop(&server, &state, &quit, &fatal));
+                .spawn(move || worker_loop(&server, &state, &quit));
             match spawned {
                 Ok(worker) => http.workers.push(worker),
                 Err(err) => {
@@ -130,7 +163,7 @@ impl HttpServer {
     }
 
     /// Stops the workers once they have answered every request already received, joins them,
-    /// then closes the listener.
+    /// then closes the listener and the connections still open.
     pub fn shutdown(mut self) {
         self.quit.store(true, Ordering::Release);
         // tiny_http's unblock wakes exactly one receiver, after the requests queued before it.
@@ -146,25 +179,42 @@ impl HttpServer {
     }
 }
 
-fn worker_loop(
-    server: &tiny_http::Server,
-    state: &State,
-    quit: &AtomicBool,
-    fatal: &Sender<String>,
-) {
+/// Counts what tiny_http does to connections on its own.
+struct ConnectionCounter {
+    state: Arc<State>,
+}
+
+impl ConnectionObserver for ConnectionCounter {
+    fn event(&self, event: ConnectionEvent) {
+        let http = &self.state.exporter.http;
+        match event {
+            ConnectionEvent::Opened => http.open_connections.add(&[], 1.0),
+            ConnectionEvent::Closed => http.open_connections.add(&[], -1.0),
+            ConnectionEvent::Evicted => http.connections_dropped_total.inc(&["evicted"]),
+            ConnectionEvent::Refused => http.connections_dropped_total.inc(&["refused"]),
+            ConnectionEvent::IdleTimeout => http.connections_dropped_total.inc(&["idle_timeout"]),
+            ConnectionEvent::Rejected(StatusCode(code)) => {
+                let code = itoa::Buffer::new().format(code).to_owned();
+                self.state
+                    .exporter
+                    .http_requests_total
+                    .inc(&["other", &code]);
+            }
+            ConnectionEvent::AcceptFailed(_) => http.accept_errors_total.inc(&[]),
+        }
+    }
+}
+
+fn worker_loop(server: &tiny_http::Server, state: &State, quit: &AtomicBool) {
     let mut buffers = Buffers::default();
     loop {
         match server.recv() {
             Ok(request) => serve(state, request, &mut buffers),
-            // An unblock during shutdown: this worker's turn to stop.
-            Err(_) if quit.load(Ordering::Acquire) => break,
-            Err(err) => {
-                // tiny_http's accept thread has stopped; nothing more will arrive.
-                let _ = fatal.try_send(format!(
-                    "the HTTP listener stopped accepting connections: {err}"
-                ));
-                // Wait for the shutdown that the report starts.
-                while server.recv().is_ok() {}
+            // Only `unblock` makes `recv` fail: this worker's turn to stop.
+            Err(_) => {
+                if !quit.load(Ordering::Acquire) {
+                    log::error!("HTTP worker woken without a shutdown; stopping it");
+                }
                 break;
             }
         }
@@ -243,17 +293,6 @@ fn serve(state: &State, request: Request, buffers: &mut Buffers) {
 
 /// The route's name and its reply, or a refusal under the name `other`.
 fn answer(state: &State, request: &Request, body: &mut Vec<u8>) -> (&'static str, Reply) {
-    if request.url().len() > MAX_TARGET_BYTES {
-        return ("other", handlers::uri_too_long(body));
-    }
-    let header_bytes: usize = request
-        .headers()
-        .iter()
-        .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
-        .sum();
-    if header_bytes > MAX_HEADER_BYTES {
-        return ("other", handlers::headers_too_large(body));
-    }
     let path = request.url().split(['?', '#']).next().unwrap_or_default();
     let Some(route) = handlers::route(state, path) else {
         return ("other", handlers::not_found(body));

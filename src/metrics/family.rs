@@ -295,6 +295,10 @@ impl Family<Gauge> {
         self.with(values, |gauge| gauge.set(value));
     }
 
+    pub fn add(&self, values: &[&str], delta: f64) {
+        self.with(values, |gauge| gauge.add(delta));
+    }
+
     /// Makes the series whose first label values are `scope` exactly `readings` (each the rest
     /// of the label values and a value), in one step: a scrape sees the old set or the new one,
     /// never a mix. Series outside the scope are untouched; the cardinality guard applies.

@@ -226,12 +226,20 @@ fn check_bearer_auth(exporter: &Exporter, token: &str) {
     assert_eq!(missing.json()["error"], "missing bearer token");
     let prefix = &token[..token.len() - 1];
     let longer = format!("{token}0");
-    for wrong in ["", "nope", prefix, longer.as_str()] {
+    let over_long = token.repeat(10_000 / token.len());
+    for wrong in ["", "nope", prefix, longer.as_str(), over_long.as_str()] {
         let response = exporter.get_with(
             "/api/v1/monitoring/metrics",
             &[("Authorization", &format!("Bearer {wrong}"))],
         );
         assert_eq!(response.status, 401, "token {wrong:?}");
+    }
+    // Another scheme, or the token without one, is not a bearer token at all.
+    let basic = format!("Basic {token}");
+    for header in ["Bearer", basic.as_str(), token] {
+        let response =
+            exporter.get_with("/api/v1/monitoring/metrics", &[("Authorization", header)]);
+        assert_eq!(response.status, 401, "Authorization: {header}");
     }
     let ok = exporter.get_with(
         "/api/v1/monitoring/metrics",
@@ -256,6 +264,7 @@ fn check_bearer_auth(exporter: &Exporter, token: &str) {
     let logs = exporter.logs().join("\n");
     assert!(logs.contains("HTTP request"), "debug access log expected");
     assert!(!logs.contains(token), "token leaked into logs");
+    assert!(!logs.contains(prefix), "part of the token leaked into logs");
 }
 
 /// Regression: tiny_http writes headers and body apart; without TCP_NODELAY the body of every
