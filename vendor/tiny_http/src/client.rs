@@ -134,7 +134,16 @@ impl ClientConnection {
 
     /// Reads one byte of the head; `None` at end of stream.
     fn read_byte(&mut self) -> IoResult<Option<u8>> {
-        self.next_header_source.by_ref().bytes().next().transpose()
+        // One byte at a time from the buffered reader underneath, as upstream read heads.
+        let mut byte = [0u8; 1];
+        loop {
+            match self.next_header_source.read(&mut byte) {
+                Ok(0) => return Ok(None),
+                Ok(_) => return Ok(Some(byte[0])),
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// Reads the rest of a line that began with `first` (if given) up to `CRLF`, which is
@@ -425,7 +434,7 @@ impl Iterator for ClientConnection {
             };
             self.answer(status, version);
             self.linger();
-            return None;
+            None
         }
     }
 }

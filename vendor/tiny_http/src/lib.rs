@@ -100,7 +100,6 @@
 
 use std::error::Error;
 use std::io::Error as IoError;
-use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
@@ -352,7 +351,7 @@ impl Server {
     pub fn recv(&self) -> IoResult<Request> {
         match self.messages.pop() {
             Some(rq) => Ok(rq),
-            None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
+            None => Err(IoError::other("thread unblocked")),
         }
     }
 
