@@ -45,7 +45,7 @@ endif
 
 bench: test-tools bench-tools ## Benchmarks, each beside its peer in the same run.
 	$(CARGO) bench --locked --bench metrics_core
-	$(CARGO) bench --locked --bench database_down
+	$(CARGO) bench --locked --bench peers
 	$(CARGO) bench --locked --bench storage_scan
 	$(CARGO) bench --locked --bench ingest
 

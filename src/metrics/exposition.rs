@@ -100,19 +100,23 @@ pub fn write_label_pairs(out: &mut String, names: &[&str], values: &[&str]) {
 /// Escapes a label value: `\` as `\\`, `"` as `\"`, newline as `\n`. Borrows when nothing
 /// needs escaping.
 pub fn escape_label_value(value: &str) -> Cow<'_, str> {
+    // Fast path (a vectorised search): most values are plain identifiers or paths.
+    if memchr::memchr3(b'\\', b'"', b'\n', value.as_bytes()).is_none() {
+        return Cow::Borrowed(value);
+    }
     escape(value, |b| matches!(b, b'\\' | b'"' | b'\n'))
 }
 
 /// Escapes HELP text: `\` as `\\` and newline as `\n` (quotes stay as they are).
 pub fn escape_help(text: &str) -> Cow<'_, str> {
+    if memchr::memchr2(b'\\', b'\n', text.as_bytes()).is_none() {
+        return Cow::Borrowed(text);
+    }
     escape(text, |b| matches!(b, b'\\' | b'\n'))
 }
 
+/// The escaping itself, once a search found something to escape.
 fn escape(text: &str, needs_escape: impl Fn(u8) -> bool) -> Cow<'_, str> {
-    // Fast path: most values are plain identifiers or paths.
-    if !text.bytes().any(&needs_escape) {
-        return Cow::Borrowed(text);
-    }
     let mut escaped = String::with_capacity(text.len() + 8);
     for ch in text.chars() {
         match ch {

@@ -193,9 +193,10 @@ fn a_flood_of_idle_and_half_sent_connections_does_not_stop_health_or_grow_thread
         "health answers under the flood: {took:?}"
     );
 
-    // Threads: one per kept connection at most, plus pool threads that idle out in 5 s.
+    // Threads: one per kept connection at most (an evicted connection keeps its place until its
+    // thread has ended), plus the pool's few spare threads.
     assert!(
-        during <= baseline + 2 * FLOOD_CAP,
+        during <= baseline + FLOOD_CAP + 8,
         "threads grew from {baseline} to {during} under the flood"
     );
     let metrics = crate::harness::raw_request(

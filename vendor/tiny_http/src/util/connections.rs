@@ -7,13 +7,14 @@
 //! every connection is registered on accept; when the registry is full, the connection that has
 //! waited longest for a request is closed to make room (only when every connection is busy
 //! with a request is the newcomer refused with 503), and a [`Deadline`] bounds how long a
-//! connection may wait for a request head.
+//! connection may wait for a request head. An evicted connection keeps its place until its
+//! thread has let go of it, so the threads serving connections never outnumber the limit.
 
 use std::convert::TryFrom;
 use std::io::{ErrorKind, Write};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
@@ -143,8 +144,15 @@ pub(crate) struct Registry {
     limits: ConnectionLimits,
     observer: Option<Arc<dyn ConnectionObserver>>,
     entries: Mutex<Vec<Entry>>,
+    /// Signalled whenever an entry leaves `entries`.
+    released: Condvar,
     next_id: AtomicU64,
 }
+
+/// How long the accept thread waits for evicted connections to let go of their places before
+/// it refuses the newcomer. Their threads are woken by the shutdown of their sockets, so this
+/// is only reached on a starved machine.
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
 
 /// What [`Registry::admit`] decided.
 pub(crate) enum Admission {
@@ -162,6 +170,7 @@ impl Registry {
             limits,
             observer,
             entries: Mutex::new(Vec::new()),
+            released: Condvar::new(),
             next_id: AtomicU64::new(1),
         })
     }
@@ -190,15 +199,32 @@ impl Registry {
                 return Admission::Refused;
             }
         };
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.lock_entries();
+        let give_up = Instant::now() + RELEASE_WAIT;
         while entries.len() >= self.limits.max_connections {
-            if !Self::evict_longest_idle(&mut entries) {
+            // Places already being given up come first; evict only when none is.
+            let leaving = entries
+                .iter()
+                .any(|entry| entry.state.load(Ordering::Acquire) == EVICTED);
+            if !leaving {
+                if !Self::evict_longest_idle(&entries) {
+                    drop(entries);
+                    self.refuse(socket);
+                    return Admission::Refused;
+                }
+                self.notify(ConnectionEvent::Evicted);
+            }
+            let left = give_up.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 drop(entries);
-                refuse(socket);
-                self.notify(ConnectionEvent::Refused);
+                self.refuse(socket);
                 return Admission::Refused;
             }
-            self.notify(ConnectionEvent::Evicted);
+            entries = self
+                .released
+                .wait_timeout(entries, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(AtomicU64::new(BUSY));
@@ -217,11 +243,20 @@ impl Registry {
         })
     }
 
+    fn lock_entries(&self) -> MutexGuard<'_, Vec<Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn refuse(&self, socket: &Connection) {
+        refuse(socket);
+        self.notify(ConnectionEvent::Refused);
+    }
+
     /// Closes the connection that has waited longest for a request, if any is waiting:
     /// first among those that never brought a whole request (a flood of idle or half-sent
     /// connections), and only when there are none among the kept-alive ones (a scraper's
-    /// connection survives the flood).
-    fn evict_longest_idle(entries: &mut Vec<Entry>) -> bool {
+    /// connection survives the flood). Its entry stays until its thread drops the ticket.
+    fn evict_longest_idle(entries: &[Entry]) -> bool {
         loop {
             // Ordered by the SERVED bit first, then by the time waiting started.
             let oldest = entries
@@ -241,9 +276,8 @@ impl Registry {
                 .compare_exchange(since, EVICTED, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok();
             if won {
-                let entry = entries.swap_remove(index);
                 // Wakes the connection's thread out of its read; it then ends.
-                entry.socket.shutdown(Shutdown::Both).ok();
+                entries[index].socket.shutdown(Shutdown::Both).ok();
                 return true;
             }
             // The connection took a request meanwhile; look again.
@@ -252,16 +286,17 @@ impl Registry {
 
     /// Closes every open connection (the server is going away).
     pub(crate) fn close_all(&self) {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entries = self.lock_entries();
         for entry in entries.iter() {
             entry.socket.shutdown(Shutdown::Both).ok();
         }
     }
 
     fn remove(&self, id: u64) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.lock_entries();
         if let Some(index) = entries.iter().position(|entry| entry.id == id) {
             entries.swap_remove(index);
+            self.released.notify_all();
         }
     }
 }
@@ -334,6 +369,7 @@ mod tests {
     use super::*;
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
+    use std::thread;
 
     fn pair(listener: &TcpListener) -> (TcpStream, Connection) {
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -351,62 +387,74 @@ mod tests {
         )
     }
 
+    /// What a connection thread does while its connection waits for a request: it reads,
+    /// and when the read ends (eviction shuts the socket) it lets go of its ticket. The answer
+    /// is whether it was evicted.
+    fn wait_for_request(mut ticket: Ticket, mut socket: Connection) -> thread::JoinHandle<bool> {
+        ticket.idle();
+        thread::spawn(move || {
+            let mut byte = [0u8; 1];
+            socket.read(&mut byte).ok();
+            !ticket.busy()
+        })
+    }
+
+    fn admitted(registry: &Arc<Registry>, socket: &Connection) -> Ticket {
+        match registry.admit(socket) {
+            Admission::Admitted(ticket) => ticket,
+            Admission::Refused => panic!("refused"),
+        }
+    }
+
     #[test]
     fn connections_that_brought_a_request_are_evicted_last() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let registry = registry(2);
         let (_scraper_client, scraper) = pair(&listener);
-        let Admission::Admitted(mut scraper_ticket) = registry.admit(&scraper) else {
-            panic!("refused")
-        };
+        let mut scraper_ticket = admitted(&registry, &scraper);
         assert!(scraper_ticket.busy());
         scraper_ticket.idle();
-        std::thread::sleep(Duration::from_millis(2));
+        thread::sleep(Duration::from_millis(2));
         // A flood of connections that never send a request: each evicts the previous one.
         let mut flood = Vec::new();
         for _ in 0..5 {
             let (client, socket) = pair(&listener);
-            let Admission::Admitted(ticket) = registry.admit(&socket) else {
-                panic!("refused")
-            };
-            ticket.idle();
-            flood.push((client, ticket));
+            let ticket = admitted(&registry, &socket);
+            flood.push((client, wait_for_request(ticket, socket)));
         }
         assert!(scraper_ticket.busy(), "the kept-alive connection survives");
-        let mut evicted = 0;
-        for (_, ticket) in flood.iter_mut() {
-            if !ticket.busy() {
-                evicted += 1;
-            }
+        let last = flood.pop().unwrap();
+        for (_, thread) in flood {
+            assert!(thread.join().unwrap(), "an idle newcomer was evicted");
         }
-        assert_eq!(evicted, 4);
+        drop(last.0);
+        assert!(!last.1.join().unwrap(), "the last one was left alone");
     }
 
     #[test]
-    fn a_full_registry_evicts_the_longest_idle_connection() {
+    fn a_full_registry_evicts_the_longest_idle_connection_and_waits_for_its_thread() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let registry = registry(2);
         let (mut first_client, first) = pair(&listener);
         let (_second_client, second) = pair(&listener);
-        let Admission::Admitted(mut first_ticket) = registry.admit(&first) else {
-            panic!("refused")
-        };
-        let Admission::Admitted(mut second_ticket) = registry.admit(&second) else {
-            panic!("refused")
-        };
-        first_ticket.idle();
-        std::thread::sleep(Duration::from_millis(2));
+        let first_ticket = admitted(&registry, &first);
+        let second_ticket = admitted(&registry, &second);
+        let first_thread = wait_for_request(first_ticket, first);
+        thread::sleep(Duration::from_millis(2));
         second_ticket.idle();
 
         let (_third_client, third) = pair(&listener);
-        let Admission::Admitted(_third_ticket) = registry.admit(&third) else {
-            panic!("refused")
-        };
+        let _third_ticket = admitted(&registry, &third);
+        let entries = registry.lock_entries();
         assert!(
-            !first_ticket.busy(),
-            "the longest idle connection is evicted"
+            entries.len() == 2
+                && entries
+                    .iter()
+                    .all(|entry| entry.state.load(Ordering::Acquire) != EVICTED),
+            "admission waited for the evicted connection's thread to let go"
         );
-        assert!(second_ticket.busy());
+        drop(entries);
+        assert!(first_thread.join().unwrap(), "the longest idle is evicted");
         let mut buf = [0u8; 1];
         assert_eq!(
             first_client.read(&mut buf).unwrap(),
@@ -416,13 +464,28 @@ mod tests {
     }
 
     #[test]
+    fn an_evicted_connection_that_never_lets_go_means_a_refusal() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let registry = registry(1);
+        let (_client, first) = pair(&listener);
+        // Idle, but no thread to notice the eviction and give the place up.
+        let stuck = admitted(&registry, &first);
+        stuck.idle();
+        let (mut refused_client, refused) = pair(&listener);
+        let asked = Instant::now();
+        assert!(matches!(registry.admit(&refused), Admission::Refused));
+        assert!(asked.elapsed() >= RELEASE_WAIT);
+        let mut answer = String::new();
+        refused_client.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{}", answer);
+    }
+
+    #[test]
     fn a_registry_of_busy_connections_refuses_with_503() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let registry = registry(1);
         let (_client, first) = pair(&listener);
-        let Admission::Admitted(mut ticket) = registry.admit(&first) else {
-            panic!("refused")
-        };
+        let mut ticket = admitted(&registry, &first);
         assert!(ticket.busy());
         let (mut refused_client, refused) = pair(&listener);
         assert!(matches!(registry.admit(&refused), Admission::Refused));

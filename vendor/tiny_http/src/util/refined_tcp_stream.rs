@@ -2,6 +2,7 @@ use std::io::Result as IoResult;
 use std::io::{Error as IoError, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::connection::Connection;
 use crate::util::Deadline;
@@ -17,7 +18,14 @@ pub struct RefinedTcpStream {
     close_read: bool,
     close_write: bool,
     deadline: Option<Arc<Deadline>>,
+    /// The socket's read timeout as last set (read half only), to skip setting it again.
+    read_timeout: Option<Duration>,
 }
+
+/// How much longer than the time left a socket's read timeout may be before it is set again.
+/// Kept-alive requests each start a new deadline of the same length; re-setting the timeout
+/// for each would be a system call per request for nothing.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(100);
 
 impl RefinedTcpStream {
     /// Splits a connection into its read half (which obeys `deadline`) and its write half.
@@ -30,6 +38,7 @@ impl RefinedTcpStream {
             close_read: true,
             close_write: false,
             deadline,
+            read_timeout: None,
         };
 
         let write = RefinedTcpStream {
@@ -37,6 +46,7 @@ impl RefinedTcpStream {
             close_read: false,
             close_write: true,
             deadline: None,
+            read_timeout: None,
         };
 
         Ok((read, write))
@@ -66,20 +76,39 @@ impl Drop for RefinedTcpStream {
 
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        let remaining = self
-            .deadline
-            .as_ref()
-            .and_then(|deadline| deadline.remaining());
-        match remaining {
-            None => self.stream.read(buf),
-            Some(left) if left.is_zero() => Err(timed_out()),
-            Some(left) => {
+        loop {
+            let remaining = self
+                .deadline
+                .as_ref()
+                .and_then(|deadline| deadline.remaining());
+            let left = match remaining {
+                None => return self.stream.read(buf),
+                Some(left) if left.is_zero() => return Err(timed_out()),
+                Some(left) => left,
+            };
+            // A timeout longer than the time left (beyond the slack) would let a read overrun
+            // the deadline; one shorter only costs a wake-up, handled below.
+            let set = self
+                .read_timeout
+                .is_none_or(|current| current > left + TIMEOUT_SLACK);
+            if set {
                 self.stream.set_read_timeout(Some(left))?;
-                // A socket timeout shows as WouldBlock on Unix and TimedOut elsewhere.
-                self.stream.read(buf).map_err(|err| match err.kind() {
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut => timed_out(),
-                    _ => err,
-                })
+                self.read_timeout = Some(left);
+            }
+            // A socket timeout shows as WouldBlock on Unix and TimedOut elsewhere.
+            match self.stream.read(buf) {
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    // Timed out early by a shorter timeout set for an earlier deadline: set
+                    // the right one and go on waiting.
+                    if self.deadline.as_ref().and_then(|d| d.remaining()) > Some(TIMEOUT_SLACK)
+                        && !set
+                    {
+                        self.read_timeout = None;
+                        continue;
+                    }
+                    return Err(timed_out());
+                }
+                other => return other,
             }
         }
     }

@@ -73,7 +73,12 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) -> std::io::Result<()> {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // Patched (fluxbase-exporter): a thread counts as available only if no queued task is
+        // already promised to it. Upstream compared with zero, so a second task queued before a
+        // woken thread had left the waiters waited for some busy thread to finish, which with
+        // kept-alive connections could be minutes. `waiting_tasks` changes only under the
+        // `todo` lock held here.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code))
         } else {
             queue.push_back(code);
