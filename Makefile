@@ -9,7 +9,7 @@ DESTDIR ?=
 # The binary `make install` installs (the release build unless given).
 BINARY ?= target/release/fluxbase-exporter
 
-.PHONY: run test test-tools bench-tools build release static install bench lint fmt clean
+.PHONY: run test test-tools bench-tools build release static install bench soak fuzz lint fmt clean
 
 run: ## Build and run the exporter on :9745 with nothing configured.
 	$(CARGO) run --release --locked -- $(ARGS)
@@ -43,11 +43,17 @@ endif
 	install -D -m 0644 systemd/fluxbase-exporter.env.example "$(DESTDIR)/etc/fluxbase/fluxbase-exporter.env.example"
 	install -D -m 0644 README.md "$(DESTDIR)$(PREFIX)/share/doc/fluxbase-exporter/README.md"
 
-bench: test-tools bench-tools ## Benchmarks, each beside its peer in the same run.
-	$(CARGO) bench --locked --bench metrics_core
-	$(CARGO) bench --locked --bench peers
-	$(CARGO) bench --locked --bench storage_scan
-	$(CARGO) bench --locked --bench ingest
+bench: test-tools bench-tools ## Benchmarks beside the peers in one run; writes BENCHMARKS.md.
+	scripts/bench
+
+soak: test-tools bench-tools ## SOAK_MINUTES (default 30) of steady load; adds its curve to BENCHMARKS.md.
+	mkdir -p benchmarks
+	$(CARGO) bench --locked --bench soak > benchmarks/soak.md.new
+	mv benchmarks/soak.md.new benchmarks/soak.md
+	scripts/bench-report
+
+fuzz: ## Each fuzz target for FUZZ_SECONDS (default 60); property tests without nightly.
+	scripts/fuzz
 
 lint: ## Formatting and clippy, warnings as errors.
 	$(CARGO) fmt --check

@@ -16,7 +16,7 @@ use fluxbase_exporter::metrics::{
 const ROUNDS: usize = 7;
 
 fn main() {
-    println!("# metrics core benchmark ({ROUNDS} rounds each, median)\n");
+    println!("## Metrics core beside the prometheus crate\n\n{ROUNDS} rounds each, median.\n");
     println!("| measurement | ours | prometheus crate | ratio (theirs / ours) |");
     println!("|---|---|---|---|");
 

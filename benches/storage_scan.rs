@@ -39,7 +39,7 @@ fn main() {
         started.elapsed()
     });
     println!(
-        "# storage scan: 100,000 files in 1,000 directories ({ROUNDS} rounds each, median, warm cache)\n"
+        "## Storage scan beside du -s\n\n100,000 files in 1,000 directories ({ROUNDS} rounds each, median, warm cache).\n"
     );
     println!("| tool | time (ms) | ratio to du -s |");
     println!("|---|---|---|");
@@ -57,7 +57,7 @@ fn main() {
     let creation = created.elapsed();
     let small_peak = peak_rss_scanning(&tree);
     let (big_peak, big_scan) = peak_rss_scanning_timed(&big);
-    println!("\n# exporter peak resident memory while scanning (VmHWM)\n");
+    println!("\n### Exporter peak resident memory while scanning (VmHWM)\n");
     println!("| tree | peak RSS (KiB) | scan time |");
     println!("|---|---|---|");
     println!("| 100,000 files | {small_peak} | |");

@@ -11,4 +11,5 @@ mod hostile;
 mod http_surface;
 mod operations;
 mod promtool;
+mod properties;
 mod storage;
