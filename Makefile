@@ -49,7 +49,10 @@ bench: test-tools bench-tools ## Benchmarks beside the peers in one run; writes 
 soak: test-tools bench-tools ## SOAK_MINUTES (default 30) of steady load; adds its curve to BENCHMARKS.md.
 	mkdir -p benchmarks
 	$(CARGO) bench --locked --bench soak > benchmarks/soak.md.new
-	mv benchmarks/soak.md.new benchmarks/soak.md
+	{ sed -n 1,2p benchmarks/soak.md.new; \
+	  echo "- started $$(date -u -d "-$${SOAK_MINUTES:-30} min" '+%Y-%m-%d %H:%M UTC'), commit $$(git rev-parse --short HEAD), $$(nproc) cores, Linux $$(uname -r)"; \
+	  echo; sed -n '3,$$p' benchmarks/soak.md.new; } > benchmarks/soak.md
+	rm benchmarks/soak.md.new
 	scripts/bench-report
 
 fuzz: ## Each fuzz target for FUZZ_SECONDS (default 60); property tests without nightly.
