@@ -269,12 +269,14 @@ fn serve_until_stopped(
 
     let signal = signals.recv();
     log::info!(signal = signal.unwrap_or_default(); "shutting down");
-    if let Some(notifier) = &notifier {
-        notifier.send("STOPPING=1\nSTATUS=shutting down");
-    }
+    // The watchdog stops first: a ping it was sending when the signal came must not follow
+    // STOPPING=1.
     drop(stop_watchdog);
     if let Some(watchdog) = watchdog {
         watchdog.join();
+    }
+    if let Some(notifier) = &notifier {
+        notifier.send("STOPPING=1\nSTATUS=shutting down");
     }
     http.shutdown();
     Ok(())

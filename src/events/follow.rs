@@ -6,6 +6,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// Lines longer than this are not kept in memory: the part read is dropped and the line is
 /// reported as too long once its newline comes.
@@ -40,6 +41,8 @@ pub struct Follower {
     /// Inside a line already known to be too long: drop bytes until its newline.
     discarding: bool,
     chunk: Vec<u8>,
+    /// [`ROTATION_GRACE`], shorter in tests.
+    rotation_grace: Duration,
 }
 
 struct Open {
@@ -47,7 +50,14 @@ struct Open {
     /// Device and inode: a different pair at the path means the file was rotated or replaced.
     identity: (u64, u64),
     offset: u64,
+    /// When the path was first found missing while this file was open.
+    vanished: Option<Instant>,
 }
+
+/// How long a file that vanished from its path is still read. A rotation by rename leaves the
+/// path empty until the writer creates the next file, and the writer goes on appending to the
+/// renamed one meanwhile; five seconds is Fluent Bit's `Rotate_Wait` default.
+const ROTATION_GRACE: Duration = Duration::from_secs(5);
 
 impl Follower {
     /// A follower of `path`. With `from_start`, a file that exists now is read from its
@@ -61,6 +71,7 @@ impl Follower {
             partial: Vec::new(),
             discarding: false,
             chunk: vec![0; READ_CHUNK],
+            rotation_grace: ROTATION_GRACE,
         }
     }
 
@@ -86,8 +97,14 @@ impl Follower {
             return Ok(FollowState::Waiting);
         };
         match current {
-            // Deleted: what was written is read; wait for it to come back.
+            // Gone from its path: renamed away with nothing in its place yet, or deleted. It is
+            // still read for a while (its writer may be appending to it); then what was written
+            // is read, and the path is waited for.
             None => {
+                let since = *open.vanished.get_or_insert_with(Instant::now);
+                if since.elapsed() < self.rotation_grace {
+                    return Ok(FollowState::Following);
+                }
                 self.file = None;
                 self.partial.clear();
                 self.discarding = false;
@@ -111,7 +128,7 @@ impl Follower {
                 self.discarding = false;
                 self.drain(on_piece)?;
             }
-            Some(_) => {}
+            Some(_) => open.vanished = None,
         }
         Ok(FollowState::Following)
     }
@@ -137,6 +154,7 @@ impl Follower {
             file,
             identity: (metadata.dev(), metadata.ino()),
             offset,
+            vanished: None,
         });
         Ok(true)
     }
@@ -309,10 +327,31 @@ mod tests {
     }
 
     #[test]
+    fn a_renamed_file_is_read_until_its_replacement_appears() {
+        let dir = temp("rename-gap");
+        let path = dir.join("log");
+        append(&path, "");
+        let mut tail = Follower::new(path.clone(), true);
+        append(&path, "one\n");
+        assert_eq!(collect(&mut tail), ["one"]);
+        // Renamed, and polled before the writer creates the next file: the writer still
+        // appends to the renamed one.
+        fs::rename(&path, dir.join("log.1")).unwrap();
+        assert_eq!(collect(&mut tail), Vec::<String>::new());
+        append(&dir.join("log.1"), "two\n");
+        assert_eq!(collect(&mut tail), ["two"]);
+        append(&dir.join("log.1"), "three\n");
+        append(&path, "four\n");
+        assert_eq!(collect(&mut tail), ["three", "four"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn waits_for_a_missing_file_and_for_a_deleted_one_to_come_back() {
         let dir = temp("missing");
         let path = dir.join("log");
         let mut tail = Follower::new(path.clone(), false);
+        tail.rotation_grace = Duration::ZERO;
         let state = |tail: &mut Follower| tail.poll(&mut |_| {}).unwrap();
         assert_eq!(state(&mut tail), FollowState::Waiting);
         append(&path, "born\n");

@@ -370,7 +370,12 @@ fn a_followed_log_counts_exactly_what_was_written_across_rotations() {
     // Lines already in the file before the exporter starts are not replayed.
     write_lines(&log, &generate(50, 7, now_seconds()).0);
     let path = log.to_str().unwrap().to_owned();
-    let exporter = Exporter::start(&["--events.file", &path, "--events.poll-interval", "50ms"]);
+    let exporter = Exporter::start_with_env(
+        &["--events.file", &path, "--events.poll-interval", "50ms"],
+        &[("FLUXBASE_EXPORTER_AUTH_TOKEN", "ev")],
+    );
+    // The follower takes the end of the file as its start on its first poll; write after it.
+    wait_for_source_state(&exporter, "following");
     let source = format!("file:{path}");
     let time = now_seconds();
     let (first, mut expected) = generate(400, 11, time);
@@ -439,6 +444,24 @@ fn a_followed_log_counts_exactly_what_was_written_across_rotations() {
         .filter(|l| l.contains("FLUXBASE_LOGGING_CONSOLE_FORMAT=json"))
         .count();
     assert_eq!(hints, 1, "the console-format hint is logged once");
+}
+
+/// Waits until the first event source says `state` (the exporter runs with token `ev`).
+fn wait_for_source_state(exporter: &Exporter, state: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let body = exporter
+            .get_with(
+                "/api/v1/monitoring/metrics",
+                &[("Authorization", "Bearer ev")],
+            )
+            .json();
+        if body["exporter"]["event_sources"][0]["state"] == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn merge(into: &mut Expected, from: Expected) {
@@ -531,31 +554,21 @@ fn standard_input_is_a_source() {
 fn logging_entries_rows_count_once_even_late_and_with_equal_timestamps() {
     let database = Cluster::shared().database(true, &[]);
     let url = database.url();
-    let exporter = Exporter::start(&[
-        "--database.url",
-        &url,
-        "--events.database",
-        "--check.interval",
-        "200ms",
-        "--check.timeout",
-        "3s",
-    ]);
+    let exporter = Exporter::start_with_env(
+        &[
+            "--database.url",
+            &url,
+            "--events.database",
+            "--check.interval",
+            "200ms",
+            "--check.timeout",
+            "3s",
+        ],
+        &[("FLUXBASE_EXPORTER_AUTH_TOKEN", "ev")],
+    );
     let mut client = database.connect();
-    // Wait until the reader has taken its starting point.
-    let deadline = Instant::now() + DEADLINE;
-    while !exporter
-        .logs()
-        .iter()
-        .any(|l| l.contains("reading Fluxbase's events from logging.entries"))
-        || value(
-            &exporter.get("/metrics").text(),
-            "fluxbase_exporter_events_lines_total{source=\"database\"}",
-        )
-        .is_none()
-    {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Wait until the reader has taken its starting point: its first round has succeeded.
+    wait_for_source_state(&exporter, "following logging.entries");
     // Rows stamped a second after the reader started (it starts from "now").
     std::thread::sleep(Duration::from_millis(1100));
     let insert_http = |client: &mut postgres::Client, rows: i32, offset_seconds: f64| {

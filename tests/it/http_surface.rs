@@ -288,12 +288,10 @@ fn keep_alive_scrapes_are_not_held_back_by_nagle() {
         took.push(asked.elapsed());
     }
     took.sort();
-    // The delayed-ACK stall is 40 ms; a healthy scrape takes well under a millisecond.
-    assert!(
-        took[5] < std::time::Duration::from_millis(30),
-        "median {:?}",
-        took[5]
-    );
+    // The delayed-ACK stall is 40 ms on every scrape after the first; a healthy scrape takes
+    // well under a millisecond. The third fastest, so that a loaded machine's stalls do not
+    // count.
+    assert!(took[2] < std::time::Duration::from_millis(30), "{took:?}");
 }
 
 #[test]
