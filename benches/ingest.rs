@@ -2,13 +2,12 @@
 //! on one thread (the goal: 1,000,000 lines/s or more), beside Debian's mtail counting the same
 //! file with an equivalent program, in the same run.
 
+mod common;
 #[path = "../tests/it/harness.rs"]
 #[allow(dead_code)]
 mod harness;
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,9 +31,9 @@ counter fluxbase_http_request_duration_ms_sum by method, path, status
 "#;
 
 fn main() {
-    let dir = scratch_dir("bench-ingest");
+    let dir = common::scratch_dir("bench-ingest");
     let log = dir.join("fluxbase.log");
-    let bytes = write_log(&log, LINES);
+    let bytes = common::write_log(&log, LINES);
 
     // In-process, one thread: follow (from the start), parse, count.
     let ours = median(3, || {
@@ -80,8 +79,8 @@ fn main() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let binary = started.elapsed();
-    let cpu = process_cpu_seconds(exporter.pid());
-    let peak = peak_rss_kib(exporter.pid());
+    let process = common::Proc(exporter.pid());
+    let (cpu, peak) = (process.cpu_seconds(), process.peak_rss_kib());
     drop(exporter);
 
     // mtail, one shot over the same file.
@@ -141,12 +140,10 @@ fn main() {
         mtail.as_secs_f64(),
         rate(mtail)
     );
-    if let (Some(cpu), Some(peak)) = (cpu, peak) {
-        println!(
-            "\n(the exporter binary used {cpu:.2} s of CPU and at most {peak} KiB of resident memory for the whole {:.0} MB file)",
-            bytes as f64 / 1e6
-        );
-    }
+    println!(
+        "\n(the exporter binary used {cpu:.2} s of CPU and at most {peak} KiB of resident memory for the whole {:.0} MB file)",
+        bytes as f64 / 1e6
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 
@@ -154,70 +151,4 @@ fn median(rounds: usize, mut measure: impl FnMut() -> Duration) -> Duration {
     let mut samples: Vec<Duration> = (0..rounds).map(|_| measure()).collect();
     samples.sort();
     samples[rounds / 2]
-}
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let shm = Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        shm.join(name)
-    } else {
-        std::env::temp_dir().join(name)
-    };
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-/// Writes `lines` HTTP request lines as Fluxbase logs them, with a realistic spread of methods,
-/// paths (ids in them), statuses and durations. Returns the file's size.
-fn write_log(path: &Path, lines: usize) -> u64 {
-    let paths = [
-        "/api/v1/tables/users/records/",
-        "/api/v1/users/550e8400-e29b-41d4-a716-44665544",
-        "/api/v1/storage/avatars/u/",
-        "/api/v1/auth/signin",
-        "/api/v1/tables/orders",
-    ];
-    let methods = ["GET", "GET", "GET", "POST", "DELETE"];
-    let statuses = [200, 200, 201, 304, 404, 429, 500];
-    let mut out = std::io::BufWriter::new(fs::File::create(path).expect("create bench log"));
-    for i in 0..lines {
-        let base = paths[i % paths.len()];
-        let path = if base.ends_with('/') || base.ends_with("44665544") {
-            format!("{base}{}", i % 10_000)
-        } else {
-            base.to_owned()
-        };
-        writeln!(
-            out,
-            r#"{{"level":"info","request_id":"{i:032x}","method":"{}","path":"{path}","ip":"10.0.{}.{}","status":{},"duration_ms":{},"user_agent":"Mozilla/5.0 (X11; Linux x86_64)","protocol":"HTTP/1.1","response_bytes":{},"time":1705314600,"message":"HTTP request"}}"#,
-            methods[i % methods.len()],
-            (i / 256) % 256,
-            i % 256,
-            statuses[i % statuses.len()],
-            i % 750,
-            (i * 37) % 100_000
-        )
-        .expect("write bench log");
-    }
-    out.flush().expect("flush bench log");
-    fs::metadata(path).map(|m| m.len()).unwrap_or_default()
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn process_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
 }
