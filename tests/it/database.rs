@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use crate::harness::{DEADLINE, Exporter, HttpResponse, sample_value};
+use crate::harness::{DEADLINE, Exporter, metric, wait_for};
 use crate::postgres::{Cluster, SUPERUSER_PASSWORD, TestDatabase};
 
 /// Fast checks so the tests do not wait long; the timeout leaves room for a loaded machine.
@@ -41,33 +41,6 @@ fn start(database: &TestDatabase, extra: &[&str]) -> Exporter {
     args.extend_from_slice(FAST);
     args.extend_from_slice(extra);
     Exporter::start(&args)
-}
-
-/// Polls `path` until `ready` holds for the response, or fails after the deadline.
-fn wait_for(
-    exporter: &Exporter,
-    path: &str,
-    what: &str,
-    ready: impl Fn(&HttpResponse) -> bool,
-) -> HttpResponse {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let response = exporter.get(path);
-        if ready(&response) {
-            return response;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last {path}: {}\nlogs: {:#?}",
-            response.text(),
-            exporter.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn metric(text: &str, series: &str) -> Option<f64> {
-    sample_value(text, &format!("{series} "))
 }
 
 #[test]

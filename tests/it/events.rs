@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{DEADLINE, Exporter, TempDir, samples};
+use crate::harness::{DEADLINE, Exporter, Sequence, TempDir, metric, samples};
 use crate::postgres::Cluster;
 
 /// What a generated log must produce: every series it touches, with its value.
@@ -36,21 +36,6 @@ impl Expected {
             format!("fluxbase_http_response_size_bytes_sum{labels}"),
             bytes,
         );
-    }
-}
-
-/// A deterministic pseudo-random sequence (xorshift).
-struct Sequence(u64);
-
-impl Sequence {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
     }
 }
 
@@ -284,16 +269,6 @@ fn write_lines(path: &Path, lines: &[Vec<u8>]) {
     append(path, &text);
 }
 
-fn value(text: &str, series: &str) -> Option<f64> {
-    samples(text)
-        .into_iter()
-        .find(|line| {
-            line.rsplit_once(' ')
-                .is_some_and(|(name, _)| name == series)
-        })
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-}
-
 /// Waits until the source has read `lines` lines, then checks every expected series exactly.
 fn check(exporter: &Exporter, source: &str, expected: &Expected, extra_lines: u64) {
     let lines_series = format!("fluxbase_exporter_events_lines_total{{source=\"{source}\"}}");
@@ -301,13 +276,13 @@ fn check(exporter: &Exporter, source: &str, expected: &Expected, extra_lines: u6
     let deadline = Instant::now() + DEADLINE;
     loop {
         let text = exporter.get("/metrics").text();
-        if value(&text, &lines_series) == Some(want) {
+        if metric(&text, &lines_series) == Some(want) {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "read {:?} of {want} lines\n{:#?}",
-            value(&text, &lines_series),
+            metric(&text, &lines_series),
             exporter.logs()
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -316,7 +291,7 @@ fn check(exporter: &Exporter, source: &str, expected: &Expected, extra_lines: u6
     // fed families before it and the line count after it.
     let text = exporter.get("/metrics").text();
     for (series, amount) in &expected.series {
-        let found = value(&text, series);
+        let found = metric(&text, series);
         match found {
             Some(found) if (found - amount).abs() < 1e-6 => {}
             _ => panic!("{series}: expected {amount}, found {found:?}"),
@@ -326,7 +301,7 @@ fn check(exporter: &Exporter, source: &str, expected: &Expected, extra_lines: u6
         let series = format!(
             "fluxbase_exporter_events_skipped_total{{source=\"{source}\",reason=\"{reason}\"}}"
         );
-        assert_eq!(value(&text, &series), Some(*amount), "{series}");
+        assert_eq!(metric(&text, &series), Some(*amount), "{series}");
     }
     // Nothing counted that the generator did not produce.
     let counted = |prefix: &str| -> f64 {
@@ -597,13 +572,13 @@ fn logging_entries_rows_count_once_even_late_and_with_equal_timestamps() {
         let deadline = Instant::now() + DEADLINE;
         loop {
             let text = exporter.get("/metrics").text();
-            if value(&text, series) == Some(want) {
+            if metric(&text, series) == Some(want) {
                 return text;
             }
             assert!(
                 Instant::now() < deadline,
                 "{series}: {:?}, want {want}",
-                value(&text, series)
+                metric(&text, series)
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -614,7 +589,7 @@ fn logging_entries_rows_count_once_even_late_and_with_equal_timestamps() {
     let auth_failures =
         "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"}";
     let deadline = Instant::now() + DEADLINE;
-    while value(&exporter.get("/metrics").text(), auth_failures) != Some(1.0) {
+    while metric(&exporter.get("/metrics").text(), auth_failures) != Some(1.0) {
         assert!(Instant::now() < deadline, "{auth_failures} never became 1");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -627,9 +602,9 @@ fn logging_entries_rows_count_once_even_late_and_with_equal_timestamps() {
     // Several more rounds re-read the window: nothing is counted twice.
     std::thread::sleep(Duration::from_millis(1500));
     let text = exporter.get("/metrics").text();
-    assert_eq!(value(&text, series), Some(55.0));
+    assert_eq!(metric(&text, series), Some(55.0));
     assert_eq!(
-        value(
+        metric(
             &text,
             "fluxbase_exporter_events_lines_total{source=\"database\"}"
         ),

@@ -402,3 +402,48 @@ pub fn assert_mostly_within(calls: usize, bound: Duration, mut call: impl FnMut(
         "{quick} of {calls} within {bound:?}: {took:?}"
     );
 }
+
+/// The value of the sample whose name and labels are exactly `series` (`name{labels}`).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    sample_value(text, &format!("{series} "))
+}
+
+/// Polls `path` until `ready` holds for the response, or fails after the deadline.
+pub fn wait_for(
+    exporter: &Exporter,
+    path: &str,
+    what: &str,
+    ready: impl Fn(&HttpResponse) -> bool,
+) -> HttpResponse {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let response = exporter.get(path);
+        if ready(&response) {
+            return response;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last {path}: {}\nlogs: {:#?}",
+            response.text(),
+            exporter.logs()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A deterministic pseudo-random sequence (xorshift), so generated inputs are the same on
+/// every run.
+pub struct Sequence(pub u64);
+
+impl Sequence {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}

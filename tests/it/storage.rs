@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    DEADLINE, Exporter, HttpResponse, Launch, TempDir, sample_value, unprivileged_user,
+    DEADLINE, Exporter, Launch, Sequence, TempDir, metric, unprivileged_user, wait_for,
 };
 
 const FAST: &[&str] = &[
@@ -32,50 +32,12 @@ fn start_as(root: &Path, extra: &[&str], launch: &Launch) -> Exporter {
     Exporter::launch(&args, &[], launch)
 }
 
-fn wait_for(
-    exporter: &Exporter,
-    path: &str,
-    what: &str,
-    ready: impl Fn(&HttpResponse) -> bool,
-) -> HttpResponse {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let response = exporter.get(path);
-        if ready(&response) {
-            return response;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last {path}: {}\nlogs: {:#?}",
-            response.text(),
-            exporter.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Waits for the storage service to report `status` and returns its entry.
 fn wait_for_storage(exporter: &Exporter, status: &str) -> serde_json::Value {
     let response = wait_for(exporter, "/api/v1/monitoring/health", status, |r| {
         r.json()["services"]["storage"]["status"] == status
     });
     response.json()["services"]["storage"].clone()
-}
-
-fn metric(text: &str, series: &str) -> Option<f64> {
-    sample_value(text, &format!("{series} "))
-}
-
-/// A deterministic pseudo-random sequence (xorshift), so the tree is the same on every run.
-struct Sequence(u64);
-
-impl Sequence {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 #[test]
