@@ -15,7 +15,7 @@ run: ## Build and run the exporter on :9745 with nothing configured.
 	$(CARGO) run --release --locked -- $(ARGS)
 
 test: test-tools ## Install missing test tools (promtool, PostgreSQL, ...), then run every test.
-	FLUXBASE_EXPORTER_STATIC_BINARY="$$(scripts/build-static)" $(CARGO) test --locked --lib --bins --tests
+	static="$$(scripts/build-static)" && FLUXBASE_EXPORTER_STATIC_BINARY="$$static" $(CARGO) test --locked --lib --bins --tests
 	$(CARGO) test --locked -p tiny_http --lib
 
 test-tools:

@@ -53,7 +53,9 @@ impl Bounded {
             .spawn(move || {
                 let _done = done_sender;
                 for job in receiver {
-                    job();
+                    // A panicking call loses its own result (its caller sees `Gone`), not the
+                    // helper: later calls still run and report their own outcome.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                     helper_busy.store(false, Ordering::Release);
                 }
             })?;

@@ -620,15 +620,15 @@ fn auth_token(
 /// The name of the systemd credential holding the bearer token.
 pub const CREDENTIAL_NAME: &str = "auth-token";
 
-/// Where `healthcheck` asks when given no URL: the health endpoint on the configured port.
+/// Where `healthcheck` asks when given no URL: the health endpoint at the configured listen
+/// address (loopback when it listens on every address).
 pub fn default_health_url(listen_address: &str) -> String {
-    let port = listen_address
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|port| port.parse::<u16>().ok())
-        .unwrap_or(DEFAULT_PORT);
-    format!("http://127.0.0.1:{port}/api/v1/monitoring/health")
+    let mut target = parse_listen_address(listen_address)
+        .unwrap_or_else(|_| SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, DEFAULT_PORT)));
+    if target.ip().is_unspecified() {
+        target = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, target.port()));
+    }
+    format!("http://{target}/api/v1/monitoring/health")
 }
 
 fn log_level(

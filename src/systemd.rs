@@ -85,7 +85,9 @@ impl Watchdog {
                 }
                 notifier.send(&status);
                 if watchdog.is_some() {
-                    match livez(target, interval) {
+                    // Half an interval at most, so that two pings are never further apart
+                    // than one and a half intervals (three quarters of WatchdogSec).
+                    match livez(target, interval / 2) {
                         Ok(()) => {
                             notifier.send("WATCHDOG=1");
                             if !answering {

@@ -105,6 +105,8 @@ impl Follower {
                 if since.elapsed() < self.rotation_grace {
                     return Ok(FollowState::Following);
                 }
+                // What arrived since the read above, before letting go.
+                self.drain(on_piece)?;
                 self.file = None;
                 self.partial.clear();
                 self.discarding = false;
@@ -113,6 +115,8 @@ impl Follower {
             // Renamed away and replaced: the old file is read to its end; the new one from its
             // start.
             Some(metadata) if (metadata.dev(), metadata.ino()) != open.identity => {
+                // Lines written between the read above and the rename are read first.
+                self.drain(on_piece)?;
                 self.file = None;
                 self.partial.clear();
                 self.discarding = false;

@@ -384,9 +384,7 @@ impl Ingest {
                 }
                 self.recent_limit_events
                     .push_back((time, ip.map(str::to_owned)));
-                self.fluxbase
-                    .rate_limit_hits_total
-                    .inc(&["auth_2fa", &identifier(ip)]);
+                self.rate_limit_hit("auth_2fa", ip);
             }
             _ => {}
         }

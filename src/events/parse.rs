@@ -196,8 +196,10 @@ fn http_request(fields: Fields<'_>) -> Result<HttpRequest<'_>, Skip> {
         .status
         .filter(|s| s.fract() == 0.0 && (0.0..=999.0).contains(s))
         .ok_or(Skip::InvalidField)?;
+    // At most 2^53: every integer up to it is exact, and a byte count beyond it, added to a
+    // u64 counter, could wrap it.
     let finite_non_negative = |value: Option<f64>| match value {
-        Some(v) if v.is_finite() && v >= 0.0 => Ok(Some(v)),
+        Some(v) if (0.0..=9_007_199_254_740_992.0).contains(&v) => Ok(Some(v)),
         Some(_) => Err(Skip::InvalidField),
         None => Ok(None),
     };
@@ -289,7 +291,7 @@ mod tests {
 
     #[test]
     fn what_is_not_a_fluxbase_event_is_a_named_skip() {
-        let cases: [(&[u8], Skip); 8] = [
+        let cases: [(&[u8], Skip); 9] = [
             (b"10:30AM INF HTTP request method=GET path=/", Skip::NotJson),
             (b"", Skip::NotJson),
             (b"{\"message\":\"HTTP request\",", Skip::InvalidJson),
@@ -297,6 +299,7 @@ mod tests {
             (br#"{"message":"HTTP request","method":"GET","path":"/"}"#, Skip::InvalidField),
             (br#"{"message":"HTTP request","method":"GET","path":"/","status":"200"}"#, Skip::InvalidField),
             (br#"{"message":"HTTP request","method":"GET","path":"/","status":200.5}"#, Skip::InvalidField),
+            (br#"{"message":"HTTP request","method":"GET","path":"/","status":200,"response_bytes":1e30}"#, Skip::InvalidField),
             (br#"{"message":"HTTP request","method":"GET","path":"/","status":200,"duration_ms":-1}"#, Skip::InvalidField),
         ];
         for (line, skip) in cases {

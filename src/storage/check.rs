@@ -209,9 +209,14 @@ fn round_trip(root: &Path) -> Result<ProbeTimes, StorageFailure> {
 }
 
 /// Available and total bytes of the filesystem whose mount point is the longest prefix of the
-/// root's canonical path (`None` when the root cannot be resolved or no mount matches).
+/// root's canonical path (`None` when the root cannot be resolved or no mount matches). The
+/// mount must be the root's own device: sysinfo leaves some mounts out (those under `/run`, for
+/// one), and the longest prefix would then be a parent filesystem, whose figures were not
+/// measured on the root's.
 fn space_of(root: &Path) -> Option<Space> {
+    use std::os::unix::fs::MetadataExt;
     let root = fs::canonicalize(root).ok()?;
+    let device = fs::metadata(&root).ok()?.dev();
     let disks = sysinfo::Disks::new_with_refreshed_list_specifics(
         sysinfo::DiskRefreshKind::nothing().with_storage(),
     )
@@ -220,6 +225,7 @@ fn space_of(root: &Path) -> Option<Space> {
         .iter()
         .filter(|disk| root.starts_with(disk.mount_point()))
         .max_by_key(|disk| disk.mount_point().as_os_str().len())
+        .filter(|disk| fs::metadata(disk.mount_point()).is_ok_and(|mount| mount.dev() == device))
         .filter(|disk| disk.total_space() > 0)
         .map(|disk| Space {
             available: disk.available_space(),

@@ -189,9 +189,12 @@ impl ClientConnection {
     fn read(&mut self) -> Result<Request, ReadError> {
         let limits = self.limits();
 
-        // Patched (fluxbase-exporter): wait for the previous request to be answered, then
+        // Patched (fluxbase-exporter): wait for the previous request to be answered (its
+        // answer written, not only its body read: a client that pipelines and never reads must
+        // not queue requests without end, nor be evicted while its answer is in flight), then
         // wait at most the idle timeout for the first byte of the next one, evictable
         // meanwhile, and at most the header timeout from there to the end of the head.
+        self.wait_for_answers();
         self.next_header_source.wait_for_turn();
         if let Some(ticket) = &self.ticket {
             ticket.idle();
@@ -265,7 +268,9 @@ impl ClientConnection {
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            // Patched (fluxbase-exporter): a client gone before `peer_addr` has no address,
+            // not a panic (upstream unwrapped).
+            self.remote_addr.as_ref().ok().copied().flatten(),
             data_source,
             writer,
             limits.max_body_bytes,
@@ -309,11 +314,16 @@ impl ClientConnection {
     /// Patched (fluxbase-exporter): closes the write half once the last answer is out, then
     /// reads and discards the client's remaining input for a bounded time, so that the close
     /// does not reset the connection under the answer.
+    /// Blocks until every answer given so far is written: a writer placed after them all
+    /// flushes only once they are done (dropping it hands the turn on to the next answer).
+    fn wait_for_answers(&mut self) {
+        if let Some(mut last) = self.sink.next() {
+            last.flush().ok();
+        }
+    }
+
     fn linger(&mut self) {
-        // A writer after every answer given so far: its flush waits until they are all out.
-        let mut last = self.sink.next().unwrap();
-        last.flush().ok();
-        drop(last);
+        self.wait_for_answers();
         if let Some(control) = &self.control {
             control.shutdown(Shutdown::Write).ok();
         }

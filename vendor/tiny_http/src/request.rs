@@ -195,7 +195,13 @@ where
     if let Some(limit) = max_body_bytes {
         let readable = match content_length {
             Some(length) => !connection_upgrade && !expects_continue && length <= limit,
-            None => !connection_upgrade && transfer_encoding.is_none(),
+            // No body only when no length was given: a Content-Length that does not parse
+            // leaves the body's end unknown, and its bytes must not be read as the next head.
+            None => {
+                !connection_upgrade
+                    && transfer_encoding.is_none()
+                    && !headers.iter().any(|h| h.field.equiv("Content-Length"))
+            }
         };
         if !readable {
             body_unread = true;
