@@ -208,29 +208,23 @@ fn round_trip(root: &Path) -> Result<ProbeTimes, StorageFailure> {
     })
 }
 
-/// Available and total bytes of the filesystem whose mount point is the longest prefix of the
-/// root's canonical path (`None` when the root cannot be resolved or no mount matches). The
-/// mount must be the root's own device: sysinfo leaves some mounts out (those under `/run`, for
-/// one), and the longest prefix would then be a parent filesystem, whose figures were not
-/// measured on the root's.
+/// Available and total bytes of the filesystem holding the root, from `statvfs(2)` on the root
+/// itself (`None` when the call fails or reports an empty filesystem).
+///
+/// Only the root's own filesystem is asked: listing every mount (as sysinfo did) ran `statvfs`
+/// on each of them, so one hung NFS mount elsewhere on the host made the storage check time out.
+/// A hung root still blocks this call, which is why the whole check runs on the bounded helper.
 fn space_of(root: &Path) -> Option<Space> {
-    use std::os::unix::fs::MetadataExt;
-    let root = fs::canonicalize(root).ok()?;
-    let device = fs::metadata(&root).ok()?.dev();
-    let disks = sysinfo::Disks::new_with_refreshed_list_specifics(
-        sysinfo::DiskRefreshKind::nothing().with_storage(),
-    )
-    .ok()?;
-    disks
-        .iter()
-        .filter(|disk| root.starts_with(disk.mount_point()))
-        .max_by_key(|disk| disk.mount_point().as_os_str().len())
-        .filter(|disk| fs::metadata(disk.mount_point()).is_ok_and(|mount| mount.dev() == device))
-        .filter(|disk| disk.total_space() > 0)
-        .map(|disk| Space {
-            available: disk.available_space(),
-            total: disk.total_space(),
-        })
+    let stat = rustix::fs::statvfs(root).ok()?;
+    // `f_frsize` is the unit of the block counts (`f_bsize` is only the preferred I/O size).
+    let unit = if stat.f_frsize > 0 {
+        stat.f_frsize
+    } else {
+        stat.f_bsize
+    };
+    let total = stat.f_blocks.checked_mul(unit)?;
+    let available = stat.f_bavail.checked_mul(unit)?;
+    (total > 0).then_some(Space { available, total })
 }
 
 #[cfg(test)]
@@ -260,6 +254,28 @@ mod tests {
             "the probe file is removed"
         );
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// The size is that of the root's own filesystem, as `stat -f` (coreutils) reads it: a
+    /// tmpfs under /dev/shm has a size of its own, unlike its parent filesystem.
+    #[test]
+    fn space_is_the_roots_own_filesystem() {
+        for dir in [std::env::temp_dir(), PathBuf::from("/dev/shm")] {
+            if !dir.is_dir() {
+                continue;
+            }
+            let out = std::process::Command::new("stat")
+                .args(["-f", "-c", "%S %b"])
+                .arg(&dir)
+                .output()
+                .unwrap();
+            let text = String::from_utf8(out.stdout).unwrap();
+            let mut words = text.split_whitespace().map(|w| w.parse::<u64>().unwrap());
+            let expected = words.next().unwrap() * words.next().unwrap();
+            let space = space_of(&dir).expect("statvfs of an existing directory");
+            assert_eq!(space.total, expected, "{}", dir.display());
+        }
+        assert_eq!(space_of(Path::new("/nonexistent/fluxbase-exporter")), None);
     }
 
     #[test]
