@@ -154,7 +154,8 @@ fn generate(count: usize, seed: u64, time: u64) -> (Vec<Vec<u8>>, Expected) {
                 };
                 expected.add(format!("fluxbase_storage_operations_total{{operation=\"{operation}\",bucket=\"{bucket}\",status=\"{outcome}\"}}"), 1.0);
                 expected.add(format!("fluxbase_storage_operation_duration_seconds_count{{operation=\"{operation}\",bucket=\"{bucket}\"}}"), 1.0);
-                if operation == "download" {
+                // Only a 2xx download retrieved its bytes.
+                if operation == "download" && outcome == "success" {
                     expected.add(format!("fluxbase_storage_bytes_total{{operation=\"download\",bucket=\"{bucket}\"}}"), bytes as f64);
                 }
             }
@@ -167,10 +168,17 @@ fn generate(count: usize, seed: u64, time: u64) -> (Vec<Vec<u8>>, Expected) {
                     ("login_failed", "invalid_password"),
                     ("login_failed", "email_not_verified"),
                     ("login_failed", "something_new"),
+                    ("login_failed", "tenant_mismatch"),
+                    ("account_locked", ""),
                     ("token_refresh", ""),
                 ]);
+                let details = if event_type == "account_locked" {
+                    r#"{"failed_attempts":5}"#.to_owned()
+                } else {
+                    format!(r#"{{"reason":"{reason}"}}"#)
+                };
                 lines.push(format!(
-                    r#"{{"level":"info","component":"security","security_event":"{event_type}","event_type":"{event_type}","ip_address":"{IP}","details":{{"reason":"{reason}"}},"time":{time},"message":"Security event"}}"#
+                    r#"{{"level":"info","component":"security","security_event":"{event_type}","event_type":"{event_type}","ip_address":"{IP}","details":{details},"time":{time},"message":"Security event"}}"#
                 ).into_bytes());
                 match event_type {
                     "login_success" => {
@@ -183,7 +191,17 @@ fn generate(count: usize, seed: u64, time: u64) -> (Vec<Vec<u8>>, Expected) {
                             "fluxbase_auth_success_total{method=\"password\"}".into(),
                             1.0,
                         );
+                        for token_type in ["access", "refresh"] {
+                            expected.add(
+                                format!(
+                                    "fluxbase_auth_tokens_issued_total{{token_type=\"{token_type}\"}}"
+                                ),
+                                1.0,
+                            );
+                        }
                     }
+                    // Fluxbase's own counter leaves other tenants' users out.
+                    "login_failed" if reason == "tenant_mismatch" => {}
                     "login_failed" => {
                         let reason = if reason == "something_new" {
                             "other"
@@ -197,10 +215,21 @@ fn generate(count: usize, seed: u64, time: u64) -> (Vec<Vec<u8>>, Expected) {
                         );
                         expected.add(format!("fluxbase_auth_failure_total{{method=\"password\",reason=\"{reason}\"}}"), 1.0);
                     }
-                    _ => expected.add(
-                        "fluxbase_auth_tokens_issued_total{token_type=\"refresh\"}".into(),
-                        1.0,
-                    ),
+                    // The 5th wrong password in a row.
+                    "account_locked" => {
+                        expected.add(
+                            "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"}"
+                                .into(),
+                            1.0,
+                        );
+                        expected.add(
+                            "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"}"
+                                .into(),
+                            1.0,
+                        );
+                    }
+                    // Never emitted by Fluxbase: counts nothing.
+                    _ => {}
                 }
             }
             // Rate-limited requests.
