@@ -147,20 +147,23 @@ pub fn statements_reset_at(client: &mut Client, schema: &str) -> Option<f64> {
 /// Objects and bytes of one bucket, as `storage.objects` records them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BucketTotals {
+    /// `storage.buckets.name`.
     pub bucket: String,
     pub objects: i64,
     pub bytes: i64,
 }
 
-/// Every bucket with the count and total size of its objects whose size is known (Fluxbase
-/// counts only those).
+/// Every bucket, by its name, with the count and total size of its objects whose size is known
+/// (Fluxbase counts only those). Objects refer to their bucket by `id`, which for Fluxbase's
+/// default buckets is a random UUID; the name is what users, the page and the storage
+/// directory call the bucket.
 pub fn bucket_totals(client: &mut Client) -> Result<Vec<BucketTotals>, postgres::Error> {
     client
         .query(
-            "/* fluxbase-exporter */ SELECT b.id::text, count(o.id)::int8, coalesce(sum(o.size), 0)::int8 \
+            "/* fluxbase-exporter */ SELECT b.name::text, count(o.id)::int8, coalesce(sum(o.size), 0)::int8 \
              FROM storage.buckets b \
              LEFT JOIN storage.objects o ON o.bucket_id = b.id AND o.size IS NOT NULL \
-             GROUP BY b.id ORDER BY b.id",
+             GROUP BY b.id, b.name ORDER BY b.name",
             &[],
         )?
         .iter()

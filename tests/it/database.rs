@@ -17,11 +17,15 @@ const FAST: &[&str] = &[
 ];
 
 // What tests/fixtures/fluxbase.sql holds.
-const FIXTURE_BUCKETS: f64 = 3.0;
-const FIXTURE_OBJECTS: [(&str, f64, f64); 3] = [
+const FIXTURE_BUCKETS: f64 = 6.0;
+/// By bucket name: Fluxbase's default buckets (`uploads`, `temp-files`, `public`) have UUID ids.
+const FIXTURE_OBJECTS: [(&str, f64, f64); 6] = [
     ("avatars", 3.0, 600.0),
     ("documents", 2.0, 3048.0),
     ("empty", 0.0, 0.0),
+    ("uploads", 2.0, 5000.0),
+    ("temp-files", 0.0, 0.0),
+    ("public", 0.0, 0.0),
 ];
 const FIXTURE_ACTIVE_SESSIONS: f64 = 3.0;
 const FIXTURE_LOCKED_USERS: f64 = 2.0;
@@ -101,6 +105,18 @@ fn with_the_fixture_every_figure_matches_and_both_health_endpoints_are_healthy()
             "{bucket}"
         );
     }
+    // Regression: buckets were labelled by id, which is a UUID for the default buckets.
+    let database_buckets = metrics
+        .lines()
+        .filter(|l| l.starts_with("fluxbase_exporter_storage_objects{source=\"database\""))
+        .count();
+    assert_eq!(database_buckets, FIXTURE_OBJECTS.len(), "{metrics}");
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("fluxbase_exporter_storage_") && l.matches('-').count() >= 4),
+        "a bucket labelled by its UUID id:\n{metrics}"
+    );
     assert_eq!(
         metric(&metrics, "fluxbase_exporter_auth_sessions_active"),
         Some(FIXTURE_ACTIVE_SESSIONS)
@@ -208,6 +224,36 @@ fn with_the_fixture_every_figure_matches_and_both_health_endpoints_are_healthy()
         );
     }
 
+    // Regression: a job a user re-queues (same row, same id, back to pending with completed_at
+    // cleared) and that finishes again was not counted again. Each finish counts, with its
+    // duration.
+    let resize = "fluxbase_jobs_completed_total{namespace=\"default\",name=\"resize\"}";
+    let resize_durations =
+        "fluxbase_job_execution_duration_seconds_count{namespace=\"default\",name=\"resize\"}";
+    for finish in 1..=2 {
+        client
+            .batch_execute(
+                "UPDATE jobs.queue SET status = 'pending', completed_at = NULL, started_at = NULL, error_message = NULL \
+                 WHERE job_name = 'resize' AND status IN ('completed', 'failed');\
+                 UPDATE jobs.queue SET status = 'running', started_at = now() - interval '2 seconds' \
+                 WHERE job_name = 'resize' AND status = 'pending' AND priority = 0;\
+                 UPDATE jobs.queue SET status = 'completed', completed_at = now() \
+                 WHERE job_name = 'resize' AND status = 'running';",
+            )
+            .unwrap();
+        let text = wait_for(&exporter, "/metrics", "the re-run job's finish", |r| {
+            metric(&r.text(), resize) == Some(f64::from(finish))
+        })
+        .text();
+        assert_eq!(metric(&text, resize_durations), Some(f64::from(finish)));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        metric(&exporter.get("/metrics").text(), resize),
+        Some(2.0),
+        "each finish counted once"
+    );
+
     // The exporter never holds more sessions than its pool allows (default 2).
     let mut admin = database.connect();
     let ours: i64 = admin
@@ -256,10 +302,10 @@ fn json_metrics_report_the_pool_the_server_and_the_storage_totals() {
     assert!(db["latency_ms"].as_f64().unwrap() > 0.0);
     assert!(db["read_at"].as_str().unwrap().ends_with('Z'));
     let storage = &body["storage"];
-    assert_eq!(storage["total_buckets"], 3);
-    assert_eq!(storage["total_files"], 5);
+    assert_eq!(storage["total_buckets"], 6);
+    assert_eq!(storage["total_files"], 7);
     let gib = storage["total_size_gb"].as_f64().unwrap();
-    assert!((gib - 3648.0 / 1024f64.powi(3)).abs() < 1e-15, "{gib}");
+    assert!((gib - 8648.0 / 1024f64.powi(3)).abs() < 1e-15, "{gib}");
     assert_eq!(storage["source"], "database");
     assert_eq!(body["realtime"]["change_feed_listeners"], 0);
     assert_eq!(
