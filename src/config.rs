@@ -236,7 +236,8 @@ pub struct Flags {
     #[arg(long = "events.database", env = "FLUXBASE_EXPORTER_EVENTS_DATABASE", action = clap::ArgAction::SetTrue)]
     pub events_database: bool,
 
-    /// How far behind the newest logging.entries row each read starts, to catch rows written late.
+    /// How long before its insert a logging.entries row may be stamped (Fluxbase's batching plus
+    /// clock difference); each read reaches this far back.
     #[arg(
         long = "events.database-overlap",
         env = "FLUXBASE_EXPORTER_EVENTS_DATABASE_OVERLAP",

@@ -593,12 +593,18 @@ impl Worker for DatabaseWorker {
         match outcome {
             Err(failure) => {
                 self.fail(now, &failure);
-                self.out.exporter.checks.record(
-                    "database",
-                    false,
-                    started.elapsed(),
-                    SystemTime::now(),
-                );
+                let took = started.elapsed();
+                let finished = SystemTime::now();
+                self.out
+                    .exporter
+                    .checks
+                    .record("database", false, took, finished);
+                // The aggregates cannot be read either, and their gauges are gone: a check that
+                // could not run has failed.
+                self.out
+                    .exporter
+                    .checks
+                    .record("database_aggregates", false, took, finished);
             }
             Ok((mut session, (latency, activity, mut problems))) => {
                 self.succeed(now, latency, activity);

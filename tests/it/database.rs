@@ -544,9 +544,18 @@ fn a_missing_schema_leaves_its_parts_out_and_the_database_healthy() {
 fn a_stopped_server_turns_health_to_503_and_a_restart_recovers_without_restarting_the_exporter() {
     let cluster = Cluster::start(false);
     let database = cluster.database(true, &[]);
-    let exporter = start(&database, &[]);
+    let exporter = start(&database, &["--events.database"]);
     wait_for(&exporter, "/api/v1/monitoring/health", "healthy", |r| {
         r.status == 200 && r.json()["services"]["database"]["status"] == "healthy"
+    });
+    let checks = [
+        "fluxbase_exporter_check_success{check=\"database\"}",
+        "fluxbase_exporter_check_success{check=\"database_aggregates\"}",
+        "fluxbase_exporter_check_success{check=\"events:database\"}",
+    ];
+    wait_for(&exporter, "/metrics", "every check succeeding", |r| {
+        let text = r.text();
+        checks.iter().all(|check| metric(&text, check) == Some(1.0))
     });
 
     cluster.stop_server();
@@ -584,6 +593,12 @@ fn a_stopped_server_turns_health_to_503_and_a_restart_recovers_without_restartin
         ),
         Some(0.0)
     );
+    // Regression: database_aggregates stayed 1 while its gauges were gone; and the
+    // logging.entries reader, which cannot read either, says so as a check too.
+    wait_for(&exporter, "/metrics", "every check failing", |r| {
+        let text = r.text();
+        checks.iter().all(|check| metric(&text, check) == Some(0.0))
+    });
 
     cluster.start_server();
     let recovered = wait_for(&exporter, "/api/v1/monitoring/health", "recovery", |r| {
@@ -605,6 +620,10 @@ fn a_stopped_server_turns_health_to_503_and_a_restart_recovers_without_restartin
             .iter()
             .any(|l| l.contains("database reachable again"))
     );
+    wait_for(&exporter, "/metrics", "every check succeeding again", |r| {
+        let text = r.text();
+        checks.iter().all(|check| metric(&text, check) == Some(1.0))
+    });
 }
 
 #[test]
