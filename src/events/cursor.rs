@@ -283,7 +283,7 @@ mod tests {
         let mut cursor = SnapshotCursor::new(snapshot("50:50:"), 1_000, slack);
         assert_eq!(cursor.since(), 500);
         // Transaction 60 starts after the first target and stays open.
-        cursor.begin(snapshot("50:55:"), 2_000, Some(2_000));
+        cursor.begin(snapshot("55:55:"), 2_000, Some(2_000));
         cursor.finish();
         assert_eq!(cursor.since(), 2_000 - slack);
         cursor.begin(snapshot("60:70:60"), 3_000, Some(3_000));
