@@ -327,7 +327,7 @@ mod tests {
         let mut cursor = SnapshotCursor::new(snapshot("10:10:"), 0, 0);
         cursor.begin(snapshot("10:11:10"), 1, Some(1));
         cursor.finish();
-        for round in 0..(MAX_HISTORY as i64 * 3) {
+        for round in 0..(MAX_HISTORY as i64 + 100) {
             cursor.begin(snapshot("10:20:10"), 2 + round, Some(1));
             cursor.finish();
         }

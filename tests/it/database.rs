@@ -418,9 +418,15 @@ fn the_least_privilege_role_of_the_readme_is_enough() {
         "postgres://{role}:role-pw@127.0.0.1:{}/{}?sslmode=disable",
         database.port, database.name
     );
-    let mut args = vec!["--database.url", url.as_str()];
+    let mut args = vec!["--database.url", url.as_str(), "--events.database"];
     args.extend_from_slice(FAST);
-    let exporter = Exporter::start(&args);
+    let exporter = Exporter::start_with_env(&args, &[("FLUXBASE_EXPORTER_AUTH_TOKEN", "role")]);
+    // Regression: the role could not read logging.entries, and nothing but a log line said so.
+    // With the README's grants the reader works and its families fill.
+    let events_check = "fluxbase_exporter_check_success{check=\"events:database\"}";
+    wait_for(&exporter, "/metrics", "the logging.entries reader", |r| {
+        metric(&r.text(), events_check) == Some(1.0)
+    });
     let metrics = wait_for(&exporter, "/metrics", "the aggregates", |r| {
         metric(
             &r.text(),
@@ -480,6 +486,48 @@ fn the_least_privilege_role_of_the_readme_is_enough() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // The log-fed families fill from rows Fluxbase writes.
+    admin
+        .batch_execute(
+            "INSERT INTO logging.entries (category, level, message, ip_address, fields) VALUES \
+               ('http', 'error', 'HTTP request', '198.51.100.7', '{\"method\":\"GET\",\"path\":\"/api/v1/tables/todos\",\"status\":503,\"duration_ms\":4,\"response_bytes\":90}'), \
+               ('security', 'warn', 'Security warning', '198.51.100.7', '{\"event_type\":\"account_locked\",\"details\":{\"failed_attempts\":5}}');",
+        )
+        .unwrap();
+    wait_for(&exporter, "/metrics", "the log-fed families", |r| {
+        let text = r.text();
+        metric(
+            &text,
+            "fluxbase_http_requests_total{method=\"GET\",path=\"/api/v1/tables/todos\",status=\"5xx\"}",
+        ) == Some(1.0)
+            && metric(
+                &text,
+                "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"}",
+            ) == Some(1.0)
+    });
+
+    // Without the grant, the reader cannot read its input: its check says so, beside the log.
+    admin
+        .batch_execute(&format!("REVOKE SELECT ON logging.entries FROM {role}"))
+        .unwrap();
+    wait_for(&exporter, "/metrics", "the reader failing", |r| {
+        metric(&r.text(), events_check) == Some(0.0)
+    });
+    let body = exporter
+        .get_with(
+            "/api/v1/monitoring/metrics",
+            &[("Authorization", "Bearer role")],
+        )
+        .json();
+    let state = body["exporter"]["event_sources"][0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        state.starts_with("failing: logging.entries: ") && state.contains("permission"),
+        "{state}"
+    );
 }
 
 #[test]
