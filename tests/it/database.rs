@@ -411,7 +411,10 @@ fn the_least_privilege_role_of_the_readme_is_enough() {
         .expect("the README's role SQL runs");
     // FORCE row-level security, as Fluxbase sets it: BYPASSRLS is what lets the role count rows.
     admin
-        .batch_execute("ALTER TABLE storage.objects ENABLE ROW LEVEL SECURITY; ALTER TABLE storage.objects FORCE ROW LEVEL SECURITY;")
+        .batch_execute(
+            "ALTER TABLE storage.objects ENABLE ROW LEVEL SECURITY; ALTER TABLE storage.objects FORCE ROW LEVEL SECURITY;\
+             ALTER TABLE logging.entries ENABLE ROW LEVEL SECURITY; ALTER TABLE logging.entries FORCE ROW LEVEL SECURITY;",
+        )
         .unwrap();
 
     let url = format!(
