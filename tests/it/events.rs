@@ -725,3 +725,81 @@ fn slow_queries_are_read_from_the_system_category() {
         Some(1.0)
     );
 }
+
+/// The fixture's log rows (tests/fixtures/fluxbase.sql) count as Fluxbase's own counters count
+/// them: five wrong passwords are five `invalid_password` failures (the 5th logged as
+/// `account_locked`), a password sign-in issues an access and a refresh token, dashboard
+/// sign-ins and a `tenant_mismatch` are not counted, the slow query comes from `system`, and
+/// only the download that answered 2xx adds bytes. The rows already there at the start are
+/// not counted; replayed live, in two transactions committed out of order, they are.
+#[test]
+fn the_fixtures_events_count_as_fluxbase_counts_them() {
+    let database = Cluster::shared().database(true, &[]);
+    let exporter = start_reading_logging_entries(&database.url());
+    let replay = |client: &mut postgres::Transaction<'_>, security: bool| {
+        client
+            .execute(
+                "INSERT INTO logging.entries (\"timestamp\", category, level, message, component, user_id, ip_address, fields) \
+                 SELECT now(), category, level, message, component, user_id, ip_address, fields FROM logging.entries \
+                 WHERE \"timestamp\" < now() - interval '1 hour' AND (category = 'security') = $1",
+                &[&security],
+            )
+            .unwrap();
+    };
+    let mut first = database.connect();
+    let mut second = database.connect();
+    let mut security = first.transaction().unwrap();
+    replay(&mut security, true);
+    let mut rest = second.transaction().unwrap();
+    replay(&mut rest, false);
+    rest.commit().unwrap();
+    security.commit().unwrap();
+
+    let expected = [
+        (
+            "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"}",
+            5.0,
+        ),
+        (
+            "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"}",
+            5.0,
+        ),
+        (
+            "fluxbase_auth_attempts_total{method=\"password\",result=\"success\"}",
+            1.0,
+        ),
+        ("fluxbase_auth_success_total{method=\"password\"}", 1.0),
+        (
+            "fluxbase_auth_tokens_issued_total{token_type=\"access\"}",
+            1.0,
+        ),
+        (
+            "fluxbase_auth_tokens_issued_total{token_type=\"refresh\"}",
+            1.0,
+        ),
+        (
+            "fluxbase_exporter_slow_queries_total{operation=\"select\",table=\"users\"}",
+            1.0,
+        ),
+        (
+            "fluxbase_storage_bytes_total{operation=\"download\",bucket=\"uploads\"}",
+            2048.0,
+        ),
+        (
+            "fluxbase_storage_operations_total{operation=\"download\",bucket=\"uploads\",status=\"error\"}",
+            1.0,
+        ),
+        // 9 security rows (the first replay), the slow query and two requests; "Server
+        // started" never leaves the server.
+        (DATABASE_LINES, 12.0),
+    ];
+    let text = wait_metric(&exporter, DATABASE_LINES, 12.0);
+    for (series, value) in expected {
+        assert_eq!(metric(&text, series), Some(value), "{series}\n{text}");
+    }
+    let auth: Vec<&str> = samples(&text)
+        .into_iter()
+        .filter(|l| l.starts_with("fluxbase_auth_"))
+        .collect();
+    assert_eq!(auth.len(), 6, "nothing else is counted: {auth:#?}");
+}
