@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{DEADLINE, Exporter, Sequence, TempDir, metric, samples};
+use crate::harness::{DEADLINE, Exporter, Sequence, TempDir, metric, samples, wait_for};
 use crate::postgres::Cluster;
 
 /// What a generated log must produce: every series it touches, with its value.
@@ -501,6 +501,12 @@ fn a_missing_file_is_waited_for_and_read_from_its_start() {
     assert_eq!(sources.len(), 1);
     assert_eq!(sources[0]["source"], format!("file:{path}"));
     assert_eq!(sources[0]["state"], "waiting for the file");
+    // A source that cannot read its input says so as a check.
+    let check_success = format!("fluxbase_exporter_check_success{{check=\"events:file:{path}\"}}");
+    assert_eq!(
+        metric(&exporter.get("/metrics").text(), &check_success),
+        Some(0.0)
+    );
     let (lines, expected) = generate(120, 23, now_seconds());
     write_lines(&log, &lines);
     check(&exporter, &format!("file:{path}"), &expected, 0);
@@ -511,6 +517,10 @@ fn a_missing_file_is_waited_for_and_read_from_its_start() {
         )
         .json();
     assert_eq!(json["exporter"]["event_sources"][0]["state"], "following");
+    assert_eq!(
+        metric(&exporter.get("/metrics").text(), &check_success),
+        Some(1.0)
+    );
     assert!(
         json["exporter"]["event_sources"][0]["last_event_at"]
             .as_str()
@@ -551,7 +561,16 @@ fn standard_input_is_a_source() {
     }
     stdin.flush().unwrap();
     check(&exporter, "stdin", &expected, 0);
+    let check_success = "fluxbase_exporter_check_success{check=\"events:stdin\"}";
+    assert_eq!(
+        metric(&exporter.get("/metrics").text(), check_success),
+        Some(1.0)
+    );
+    // Standard input closed: nothing more can be read.
     drop(stdin);
+    wait_for(&exporter, "/metrics", "the stdin check failing", |r| {
+        metric(&r.text(), check_success) == Some(0.0)
+    });
 }
 
 /// Inserts `rows` HTTP request rows as Fluxbase's writer does (one multi-row INSERT per batch,
