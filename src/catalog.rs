@@ -182,8 +182,8 @@ pub const REALTIME_CONNECTION_ERRORS_TOTAL: FamilyDesc = counter(
 pub const STORAGE_BYTES_TOTAL: FamilyDesc = counter(
     "fluxbase_storage_bytes_total",
     &["operation", "bucket"],
-    "Total number of bytes stored/retrieved (downloads only, from Fluxbase's storage API request \
-     logs; upload sizes are not logged)",
+    "Total number of bytes stored/retrieved (downloads that answered 2xx only, from Fluxbase's \
+     storage API request logs; upload sizes are not logged)",
 );
 pub const STORAGE_OPERATIONS_TOTAL: FamilyDesc = counter(
     "fluxbase_storage_operations_total",
@@ -200,8 +200,8 @@ pub const STORAGE_OPERATION_DURATION_SECONDS: FamilyDesc = histogram(
 pub const AUTH_ATTEMPTS_TOTAL: FamilyDesc = counter(
     "fluxbase_auth_attempts_total",
     &["method", "result"],
-    "Total number of authentication attempts (from Fluxbase's login_success and login_failed \
-     security events)",
+    "Total number of authentication attempts (application users' password sign-ins, from \
+     Fluxbase's login_success, login_failed and account_locked security events)",
 );
 pub const AUTH_SUCCESS_TOTAL: FamilyDesc = counter(
     "fluxbase_auth_success_total",
@@ -211,13 +211,14 @@ pub const AUTH_SUCCESS_TOTAL: FamilyDesc = counter(
 pub const AUTH_FAILURE_TOTAL: FamilyDesc = counter(
     "fluxbase_auth_failure_total",
     &["method", "reason"],
-    "Total number of failed authentications (from Fluxbase's login_failed security events)",
+    "Total number of failed authentications (from Fluxbase's login_failed security events, and \
+     account_locked as invalid_password)",
 );
 pub const AUTH_TOKENS_ISSUED_TOTAL: FamilyDesc = counter(
     "fluxbase_auth_tokens_issued_total",
     &["token_type"],
-    "Total number of auth tokens issued (refresh tokens, from Fluxbase's token_refresh security \
-     events)",
+    "Total number of auth tokens issued (an access and a refresh token per login_success \
+     security event)",
 );
 pub const RATE_LIMIT_HITS_TOTAL: FamilyDesc = counter(
     "fluxbase_rate_limit_hits_total",

@@ -236,7 +236,8 @@ pub struct Flags {
     #[arg(long = "events.database", env = "FLUXBASE_EXPORTER_EVENTS_DATABASE", action = clap::ArgAction::SetTrue)]
     pub events_database: bool,
 
-    /// How far behind the newest logging.entries row each read starts, to catch rows written late.
+    /// How long before its insert a logging.entries row may be stamped (Fluxbase's batching plus
+    /// clock difference); each read reaches this far back.
     #[arg(
         long = "events.database-overlap",
         env = "FLUXBASE_EXPORTER_EVENTS_DATABASE_OVERLAP",
@@ -518,6 +519,14 @@ fn events_config(flags: &Flags, have_database: bool) -> Result<EventsConfig, Con
             "needs a database: set --database.url, or Fluxbase's FLUXBASE_DATABASE_* variables",
         ));
     }
+    // One path for each event: Fluxbase writes every log line to its console and to
+    // logging.entries alike, so reading both would count every event twice.
+    if flags.events_database && !files.is_empty() {
+        return Err(ConfigError::new(
+            "--events.database",
+            "cannot be used with --events.file: the same Fluxbase events reach both, so every event would be counted twice; read logging.entries (one table for a whole fleet) or each replica's own log file, not both",
+        ));
+    }
     Ok(EventsConfig {
         files,
         from_start: flags.events_from_start,
@@ -746,6 +755,25 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Regression: a log file (or stdin) and logging.entries together counted every event
+    /// twice.
+    #[test]
+    fn a_log_file_and_logging_entries_together_are_refused() {
+        let url = ["--database.url", "postgres://u@127.0.0.1/db"];
+        for file in ["/var/log/fluxbase.log", "-"] {
+            let message = error(
+                &[url[0], url[1], "--events.database", "--events.file", file],
+                &[],
+            );
+            assert!(
+                message.starts_with("invalid --events.database: cannot be used with --events.file: the same Fluxbase events reach both"),
+                "{message}"
+            );
+        }
+        let both = config(&[url[0], url[1], "--events.database"], &[]).unwrap();
+        assert!(both.events.database && both.events.files.is_empty());
     }
 
     #[test]

@@ -1,10 +1,14 @@
-//! Reading rows of a table that only grows, where rows commit late and out of order and many
+//! Reading finished jobs from `jobs.queue`, where finishes commit late and out of order and many
 //! share a timestamp: read from an overlap window behind the newest time seen, and remember the
-//! ids already counted inside that window.
+//! keys already counted inside that window. The key is the finish (job id and finish time), so
+//! a job that is re-queued and finishes again counts again.
 //!
 //! A row is counted exactly once if it becomes visible no later than `overlap` after the newest
 //! row seen at that moment. A row that becomes visible later than that, with a time already
-//! behind the window, is not seen at all (the window has moved past it).
+//! behind the window, is not seen at all (the window has moved past it). The window holds one
+//! key per finish inside it, which for jobs (seconds to hours apart) stays small; the much
+//! busier `logging.entries` is read through `events::cursor` instead, which remembers nothing
+//! per row.
 
 use std::collections::HashMap;
 use std::hash::Hash;

@@ -147,20 +147,23 @@ pub fn statements_reset_at(client: &mut Client, schema: &str) -> Option<f64> {
 /// Objects and bytes of one bucket, as `storage.objects` records them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BucketTotals {
+    /// `storage.buckets.name`.
     pub bucket: String,
     pub objects: i64,
     pub bytes: i64,
 }
 
-/// Every bucket with the count and total size of its objects whose size is known (Fluxbase
-/// counts only those).
+/// Every bucket, by its name, with the count and total size of its objects whose size is known
+/// (Fluxbase counts only those). Objects refer to their bucket by `id`, which for Fluxbase's
+/// default buckets is a random UUID; the name is what users, the page and the storage
+/// directory call the bucket.
 pub fn bucket_totals(client: &mut Client) -> Result<Vec<BucketTotals>, postgres::Error> {
     client
         .query(
-            "/* fluxbase-exporter */ SELECT b.id::text, count(o.id)::int8, coalesce(sum(o.size), 0)::int8 \
+            "/* fluxbase-exporter */ SELECT b.name::text, count(o.id)::int8, coalesce(sum(o.size), 0)::int8 \
              FROM storage.buckets b \
              LEFT JOIN storage.objects o ON o.bucket_id = b.id AND o.size IS NOT NULL \
-             GROUP BY b.id ORDER BY b.id",
+             GROUP BY b.id, b.name ORDER BY b.name",
             &[],
         )?
         .iter()
@@ -302,8 +305,7 @@ pub fn finished_jobs(
 /// One row of `logging.entries`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
-    pub id: String,
-    /// The row's `timestamp`, in microseconds since the epoch (exact, for paging).
+    /// The row's `timestamp`, in microseconds since the epoch.
     pub timestamp_micros: i64,
     pub message: String,
     pub ip_address: Option<String>,
@@ -312,34 +314,103 @@ pub struct LogEntry {
     pub fields: String,
 }
 
-/// Rows of one category after `(after_micros, after_id)` in (timestamp, id) order: the
-/// `(category, timestamp)` index finds them without scanning the table.
-pub fn log_entries(
+/// Where `logging.entries` stands now: `pg_current_snapshot()` as text, the server's time, and
+/// the newest timestamp of the categories read (`None`: no rows), all from one statement, so
+/// every row the snapshot sees is stamped no later than that newest timestamp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogPosition {
+    pub snapshot: String,
+    pub taken_at_micros: i64,
+    pub newest_micros: Option<i64>,
+}
+
+pub fn log_position(client: &mut Client) -> Result<LogPosition, postgres::Error> {
+    // Each max() is the first row of a backward scan of the (category, timestamp) index.
+    let row = client.query_one(
+        "/* fluxbase-exporter */ SELECT pg_current_snapshot()::text, \
+                (extract(epoch FROM now()) * 1000000)::int8, \
+                (extract(epoch FROM greatest( \
+                    (SELECT max(\"timestamp\") FROM logging.entries WHERE category = 'http'), \
+                    (SELECT max(\"timestamp\") FROM logging.entries WHERE category = 'security'), \
+                    (SELECT max(\"timestamp\") FROM logging.entries WHERE category = 'system'))) * 1000000)::int8",
+        &[],
+    )?;
+    Ok(LogPosition {
+        snapshot: row.try_get(0)?,
+        taken_at_micros: row.try_get(1)?,
+        newest_micros: row.try_get(2)?,
+    })
+}
+
+/// Which rows of `logging.entries` to read: stamped in `[from_micros, to_micros)`, inserted by
+/// a transaction `target` sees and `seen` does not (snapshots as `xmax` and in-progress ids).
+#[derive(Clone, Copy, Debug)]
+pub struct NewLogEntries<'a> {
+    pub from_micros: i64,
+    pub to_micros: i64,
+    pub seen_xmax: i64,
+    pub seen_xip: &'a [i64],
+    pub target_xmax: i64,
+    pub target_xip: &'a [i64],
+    pub limit: i64,
+}
+
+/// Rows of categories `http` and `security`, and the "Slow query detected" rows of `system`
+/// (filtered here, so the rest of that partition never leaves the server), that `range`
+/// selects, in no order, at most `limit`.
+///
+/// Each branch is a range scan of the `(category, timestamp)` index. A row's inserting
+/// transaction is its `xmin` (32 bits), widened to the 64-bit id snapshots use against the
+/// newest id this statement can see (ids visible to it are less than 2^31 behind that).
+pub fn new_log_entries(
     client: &mut Client,
-    category: &str,
-    after_micros: i64,
-    after_id: &str,
-    limit: i64,
+    range: &NewLogEntries<'_>,
 ) -> Result<Vec<LogEntry>, postgres::Error> {
     client
         .query(
-            "/* fluxbase-exporter */ SELECT id::text, (extract(epoch FROM \"timestamp\") * 1000000)::int8, message, \
-                    host(ip_address), request_id, coalesce(fields::text, '{}') \
-             FROM logging.entries \
-             WHERE category = $1 \
-               AND (\"timestamp\", id) > ('epoch'::timestamptz + $2::int8 * interval '1 microsecond', $3::text::uuid) \
-             ORDER BY \"timestamp\", id LIMIT $4",
-            &[&category, &after_micros, &after_id, &limit],
+            "/* fluxbase-exporter */ WITH newest AS MATERIALIZED ( \
+                 SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8 AS xid) \
+             SELECT (extract(epoch FROM e.\"timestamp\") * 1000000)::int8, e.message, host(e.ip_address), \
+                    e.request_id, coalesce(e.fields::text, '{}') \
+             FROM ( \
+                 SELECT xmin, \"timestamp\", message, ip_address, request_id, fields FROM logging.entries \
+                 WHERE category = 'http' \
+                   AND \"timestamp\" >= 'epoch'::timestamptz + $1::int8 * interval '1 microsecond' \
+                   AND \"timestamp\" < 'epoch'::timestamptz + $2::int8 * interval '1 microsecond' \
+                 UNION ALL \
+                 SELECT xmin, \"timestamp\", message, ip_address, request_id, fields FROM logging.entries \
+                 WHERE category = 'security' \
+                   AND \"timestamp\" >= 'epoch'::timestamptz + $1::int8 * interval '1 microsecond' \
+                   AND \"timestamp\" < 'epoch'::timestamptz + $2::int8 * interval '1 microsecond' \
+                 UNION ALL \
+                 SELECT xmin, \"timestamp\", message, ip_address, request_id, fields FROM logging.entries \
+                 WHERE category = 'system' AND message = 'Slow query detected' \
+                   AND \"timestamp\" >= 'epoch'::timestamptz + $1::int8 * interval '1 microsecond' \
+                   AND \"timestamp\" < 'epoch'::timestamptz + $2::int8 * interval '1 microsecond' \
+             ) e \
+             CROSS JOIN newest \
+             CROSS JOIN LATERAL (SELECT newest.xid - ((newest.xid - e.xmin::text::int8) & 4294967295) AS xid) t \
+             WHERE (t.xid >= $3::int8 OR t.xid = ANY($4::int8[])) \
+               AND t.xid < $5::int8 AND t.xid <> ALL($6::int8[]) \
+             LIMIT $7::int8",
+            &[
+                &range.from_micros,
+                &range.to_micros,
+                &range.seen_xmax,
+                &range.seen_xip,
+                &range.target_xmax,
+                &range.target_xip,
+                &range.limit,
+            ],
         )?
         .iter()
         .map(|row| {
             Ok(LogEntry {
-                id: row.try_get(0)?,
-                timestamp_micros: row.try_get(1)?,
-                message: row.try_get(2)?,
-                ip_address: row.try_get(3)?,
-                request_id: row.try_get(4)?,
-                fields: row.try_get(5)?,
+                timestamp_micros: row.try_get(0)?,
+                message: row.try_get(1)?,
+                ip_address: row.try_get(2)?,
+                request_id: row.try_get(3)?,
+                fields: row.try_get(4)?,
             })
         })
         .collect()

@@ -51,7 +51,9 @@ pub struct DatabaseWorker {
     /// `(operation, table)` of each statement seen; `None` for the exporter's own statements.
     statement_labels: HashMap<StatementKey, Option<(&'static str, String)>>,
     statements_state: String,
-    finished_jobs: Option<Window<String>>,
+    /// Finishes already counted, by (job id, finish time in microseconds): a re-queued job that
+    /// finishes again is a new finish.
+    finished_jobs: Option<Window<(String, i64)>>,
     last_success: Option<Instant>,
     last_aggregates: Option<Instant>,
     failures_in_a_row: u32,
@@ -390,7 +392,8 @@ impl DatabaseWorker {
         problems
     }
 
-    /// Counts jobs that finished since the previous read into the jobs counters and histogram.
+    /// Counts jobs that finished since the previous read into the jobs counters and histogram:
+    /// once per finish, so a job a user re-queued counts again when it finishes again.
     fn count_finished_jobs(
         &mut self,
         client: &mut postgres::Client,
@@ -406,7 +409,8 @@ impl DatabaseWorker {
         let jobs = queries::finished_jobs(client, window.since(), JOB_BATCH)?;
         let fluxbase = &self.out.fluxbase;
         for job in jobs {
-            if !window.admit(job.id.clone(), job.finished_at) {
+            let finish = (job.id.clone(), (job.finished_at * 1e6).round() as i64);
+            if !window.admit(finish, job.finished_at) {
                 continue;
             }
             let names = [job.namespace.as_str(), job.name.as_str()];
@@ -589,12 +593,18 @@ impl Worker for DatabaseWorker {
         match outcome {
             Err(failure) => {
                 self.fail(now, &failure);
-                self.out.exporter.checks.record(
-                    "database",
-                    false,
-                    started.elapsed(),
-                    SystemTime::now(),
-                );
+                let took = started.elapsed();
+                let finished = SystemTime::now();
+                self.out
+                    .exporter
+                    .checks
+                    .record("database", false, took, finished);
+                // The aggregates cannot be read either, and their gauges are gone: a check that
+                // could not run has failed.
+                self.out
+                    .exporter
+                    .checks
+                    .record("database_aggregates", false, took, finished);
             }
             Ok((mut session, (latency, activity, mut problems))) => {
                 self.succeed(now, latency, activity);

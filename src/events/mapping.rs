@@ -4,11 +4,12 @@
 //! | event | families |
 //! |---|---|
 //! | `HTTP request` | `fluxbase_http_requests_total`, `_request_duration_seconds`, `_response_size_bytes` |
-//! | `HTTP request` on a storage object route | `fluxbase_storage_operations_total`, `_operation_duration_seconds`, `fluxbase_storage_bytes_total{operation="download"}` |
+//! | `HTTP request` on a storage object route | `fluxbase_storage_operations_total`, `_operation_duration_seconds`, `fluxbase_storage_bytes_total{operation="download"}` (2xx only) |
 //! | `HTTP request` with status 429 | `fluxbase_rate_limit_hits_total` (limiter from the route) |
-//! | `login_success` | `fluxbase_auth_attempts_total{result="success"}`, `fluxbase_auth_success_total` |
-//! | `login_failed` | `fluxbase_auth_attempts_total{result="failure"}`, `fluxbase_auth_failure_total{reason}` |
-//! | `token_refresh` | `fluxbase_auth_tokens_issued_total{token_type="refresh"}` |
+//! | `login_success` | `fluxbase_auth_attempts_total{result="success"}`, `fluxbase_auth_success_total`, `fluxbase_auth_tokens_issued_total{token_type="access"\|"refresh"}` |
+//! | `login_failed` (not `tenant_mismatch`) | `fluxbase_auth_attempts_total{result="failure"}`, `fluxbase_auth_failure_total{reason}` |
+//! | `account_locked` with `details.failed_attempts` | `fluxbase_auth_attempts_total{result="failure"}`, `fluxbase_auth_failure_total{reason="invalid_password"}` |
+//! | any sign-in event with `details.dashboard: true` | nothing (Fluxbase counts application users only) |
 //! | `rate_limit_exceeded` | `fluxbase_rate_limit_hits_total{limiter_type="auth_2fa"}`, unless the same request's 429 was counted |
 //! | `Slow query detected` | `fluxbase_exporter_slow_queries_total{operation,table}` |
 
@@ -65,6 +66,9 @@ const FAILURE_REASONS: &[&str] = &[
 /// `login_failed` events that are not sign-in attempts (Fluxbase logs a failed verification
 /// e-mail at sign-up under that type): not counted.
 const NOT_SIGN_IN_REASONS: &[&str] = &["failed_to_send_verification_email"];
+
+/// `login_failed` reasons Fluxbase's own counters do not count: a user of another tenant.
+const NOT_COUNTED_REASONS: &[&str] = &["tenant_mismatch"];
 
 /// A 429 and a `rate_limit_exceeded` event this close in time (event times are whole seconds)
 /// are the same request, counted once.
@@ -299,8 +303,12 @@ impl Ingest {
                         duration: fluxbase
                             .storage_operation_duration_seconds
                             .get_or_create(&pair)?,
-                        bytes: match storage.operation {
-                            "download" => Some(fluxbase.storage_bytes_total.get_or_create(&pair)?),
+                        // Only a download that answered 2xx retrieved bytes; another's
+                        // `response_bytes` is an error body.
+                        bytes: match (storage.operation, outcome) {
+                            ("download", "success") => {
+                                Some(fluxbase.storage_bytes_total.get_or_create(&pair)?)
+                            }
                             _ => None,
                         },
                     })
@@ -357,14 +365,28 @@ impl Ingest {
     fn security_event(&mut self, event: &SecurityEvent<'_>, time: f64) {
         let fluxbase = &self.fluxbase;
         let method = if event.sso { "sso" } else { "password" };
+        let sign_in = matches!(
+            event.event_type.as_ref(),
+            "login_success" | "login_failed" | "account_locked"
+        );
+        // Fluxbase's own auth counters count application users only, never the dashboard's.
+        if sign_in && event.dashboard {
+            return;
+        }
         match event.event_type.as_ref() {
             "login_success" => {
                 fluxbase.auth_attempts_total.inc(&[method, "success"]);
                 fluxbase.auth_success_total.inc(&[method]);
+                // A password sign-in issues an access and a refresh token, and Fluxbase counts
+                // both at that moment (it never logs a token event of its own).
+                if method == "password" {
+                    fluxbase.auth_tokens_issued_total.inc(&["access"]);
+                    fluxbase.auth_tokens_issued_total.inc(&["refresh"]);
+                }
             }
             "login_failed" => {
                 let reason = event.reason.as_deref().unwrap_or("");
-                if NOT_SIGN_IN_REASONS.contains(&reason) {
+                if NOT_SIGN_IN_REASONS.contains(&reason) || NOT_COUNTED_REASONS.contains(&reason) {
                     return;
                 }
                 let reason = if FAILURE_REASONS.contains(&reason) {
@@ -375,7 +397,15 @@ impl Ingest {
                 fluxbase.auth_attempts_total.inc(&[method, "failure"]);
                 fluxbase.auth_failure_total.inc(&[method, reason]);
             }
-            "token_refresh" => fluxbase.auth_tokens_issued_total.inc(&["refresh"]),
+            // From the 5th wrong password in a row Fluxbase logs this warning instead of
+            // `login_failed`, and counts the attempt as a failure with reason `invalid_password`.
+            // Without `failed_attempts` it is not a sign-in attempt.
+            "account_locked" if event.failed_attempts.is_some() => {
+                fluxbase.auth_attempts_total.inc(&[method, "failure"]);
+                fluxbase
+                    .auth_failure_total
+                    .inc(&[method, "invalid_password"]);
+            }
             "rate_limit_exceeded" => {
                 let ip = event.ip.as_deref();
                 self.forget_before(time);
@@ -607,7 +637,8 @@ mod tests {
             "fluxbase_storage_operations_total{operation=\"download\",bucket=\"docs\",status=\"success\"} 1",
             "fluxbase_storage_operations_total{operation=\"download\",bucket=\"docs\",status=\"error\"} 1",
             "fluxbase_storage_operations_total{operation=\"upload\",bucket=\"docs\",status=\"error\"} 1",
-            "fluxbase_storage_bytes_total{operation=\"download\",bucket=\"docs\"} 2078",
+            // The 404's 30 bytes were an error body, not a retrieval.
+            "fluxbase_storage_bytes_total{operation=\"download\",bucket=\"docs\"} 2048",
             "fluxbase_storage_operation_duration_seconds_count{operation=\"download\",bucket=\"docs\"} 2",
         ] {
             assert!(
@@ -631,7 +662,7 @@ mod tests {
             r#"{"message":"Security event","event_type":"login_success","details":{"sso":true}}"#,
             r#"{"message":"Security event","event_type":"login_failed","details":{"reason":"invalid_password"}}"#,
             r#"{"message":"Security warning","event_type":"login_failed","details":{"reason":"account_locked"}}"#,
-            r#"{"message":"Security event","event_type":"login_failed","details":{"reason":"tenant_mismatch"}}"#,
+            r#"{"message":"Security event","event_type":"login_failed","details":{"reason":"no_such_reason"}}"#,
             r#"{"message":"Security event","event_type":"login_failed","details":{"reason":"failed_to_send_verification_email"}}"#,
             r#"{"message":"Security event","event_type":"token_refresh"}"#,
             r#"{"message":"Security warning","event_type":"account_locked"}"#,
@@ -645,13 +676,79 @@ mod tests {
             "fluxbase_auth_failure_total{method=\"password\",reason=\"account_locked\"} 1",
             "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"} 1",
             "fluxbase_auth_failure_total{method=\"password\",reason=\"other\"} 1",
-            "fluxbase_auth_tokens_issued_total{token_type=\"refresh\"} 1",
         ] {
             assert!(
                 samples.contains(&expected.to_owned()),
                 "missing {expected}\n{samples:#?}"
             );
         }
+    }
+
+    /// Regression: the 5th wrong password in a row is logged as `account_locked`, not
+    /// `login_failed`, and was not counted; Fluxbase counts it as `invalid_password`.
+    #[test]
+    fn five_wrong_passwords_are_five_failures() {
+        let mut fixture = Fixture::new();
+        for attempt in 1..=4 {
+            let line = format!(
+                r#"{{"message":"Security event","event_type":"login_failed","details":{{"reason":"invalid_password","failed_attempts":{attempt}}}}}"#
+            );
+            fixture.feed(&[&line]);
+        }
+        fixture.feed(&[
+            r#"{"message":"Security warning","event_type":"account_locked","details":{"failed_attempts":5}}"#,
+        ]);
+        let samples = fixture.samples();
+        for expected in [
+            "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"} 5",
+            "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"} 5",
+        ] {
+            assert!(
+                samples.contains(&expected.to_owned()),
+                "missing {expected}\n{samples:#?}"
+            );
+        }
+    }
+
+    /// Regression: `token_refresh` is never emitted; Fluxbase counts an access and a refresh
+    /// token at each password sign-in.
+    #[test]
+    fn a_password_sign_in_issues_an_access_and_a_refresh_token() {
+        let mut fixture = Fixture::new();
+        fixture.feed(&[
+            r#"{"message":"Security event","event_type":"login_success"}"#,
+            r#"{"message":"Security event","event_type":"login_success"}"#,
+            r#"{"message":"Security event","event_type":"token_refresh"}"#,
+        ]);
+        let samples = fixture.samples();
+        for expected in [
+            "fluxbase_auth_tokens_issued_total{token_type=\"access\"} 2",
+            "fluxbase_auth_tokens_issued_total{token_type=\"refresh\"} 2",
+        ] {
+            assert!(
+                samples.contains(&expected.to_owned()),
+                "missing {expected}\n{samples:#?}"
+            );
+        }
+    }
+
+    /// Regression: dashboard sign-ins and `tenant_mismatch` were counted; Fluxbase counts
+    /// neither.
+    #[test]
+    fn dashboard_sign_ins_and_tenant_mismatches_are_not_counted() {
+        let mut fixture = Fixture::new();
+        fixture.feed(&[
+            r#"{"message":"Security event","event_type":"login_success","details":{"dashboard":true}}"#,
+            r#"{"message":"Security event","event_type":"login_success","details":{"dashboard":true,"sso":true}}"#,
+            r#"{"message":"Security event","event_type":"login_failed","details":{"reason":"invalid_password","dashboard":true}}"#,
+            r#"{"message":"Security warning","event_type":"login_failed","details":{"reason":"account_locked","dashboard":true,"sso":true}}"#,
+            r#"{"message":"Security event","event_type":"login_failed","details":{"reason":"tenant_mismatch","user_tenant_id":"t1","request_tenant":"t2"}}"#,
+        ]);
+        let samples = fixture.samples();
+        assert!(
+            !samples.iter().any(|s| s.starts_with("fluxbase_auth_")),
+            "{samples:#?}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! logs (JSON lines, followed like `tail -F`) or from its `logging.entries` table, and counted
 //! into the page's families with Fluxbase's label rules.
 
+pub mod cursor;
 pub mod follow;
 pub mod json;
 pub mod mapping;

@@ -46,6 +46,11 @@ pub struct SecurityEvent<'a> {
     pub reason: Option<Cow<'a, str>>,
     /// The login went through single sign-on (`details.sso`).
     pub sso: bool,
+    /// A platform (admin dashboard) sign-in (`details.dashboard`), which Fluxbase's own auth
+    /// counters leave out.
+    pub dashboard: bool,
+    /// `details.failed_attempts`: the wrong passwords in a row, this one included.
+    pub failed_attempts: Option<f64>,
     pub ip: Option<Cow<'a, str>>,
 }
 
@@ -90,6 +95,8 @@ struct Fields<'a> {
     event_type: Option<Cow<'a, str>>,
     reason: Option<Cow<'a, str>>,
     sso: Option<bool>,
+    dashboard: Option<bool>,
+    failed_attempts: Option<f64>,
     operation: Option<Cow<'a, str>>,
     table: Option<Cow<'a, str>>,
 }
@@ -118,6 +125,8 @@ fn read_fields(text: &[u8]) -> Result<Fields<'_>, Skip> {
                     match key {
                         b"reason" => fields.reason = value.string()?,
                         b"sso" => fields.sso = value.boolean()?,
+                        b"dashboard" => fields.dashboard = value.boolean()?,
+                        b"failed_attempts" => fields.failed_attempts = value.number()?,
                         _ => value.skip()?,
                     }
                     Ok(())
@@ -180,6 +189,8 @@ fn event<'a>(
             event_type: fields.event_type.ok_or(Skip::InvalidField)?,
             reason: fields.reason,
             sso: fields.sso.unwrap_or(false),
+            dashboard: fields.dashboard.unwrap_or(false),
+            failed_attempts: fields.failed_attempts,
             ip: fields.ip_address.or(fields.ip),
         }),
         Some("Slow query detected") => EventKind::SlowQuery {
@@ -273,6 +284,13 @@ mod tests {
         assert_eq!(event.reason.as_deref(), Some("invalid_password"));
         assert_eq!(event.ip.as_deref(), Some("198.51.100.4"));
         assert!(!event.sso);
+        assert!(!event.dashboard);
+        assert_eq!(event.failed_attempts, Some(2.0));
+        let dashboard = r#"{"message":"Security event","event_type":"login_success","details":{"dashboard":true,"sso":true}}"#;
+        let EventKind::Security(event) = parse_line(dashboard.as_bytes()).unwrap().kind else {
+            panic!()
+        };
+        assert!(event.dashboard && event.sso);
         let slow = r#"{"level":"warn","duration_ms":1500,"operation":"select","table":"users","query":"SELECT ...","message":"Slow query detected"}"#;
         assert_eq!(
             parse_line(slow.as_bytes()).unwrap().kind,

@@ -1,18 +1,22 @@
 //! The event sources, each its own worker: a followed file, standard input, and the
 //! `logging.entries` table. Each reads lines (or rows), parses them, counts them with its own
 //! [`Ingest`], and accounts for what it read in the `fluxbase_exporter_events_*` families.
+//!
+//! Each source also reports like a check, `fluxbase_exporter_check_*{check="events:SOURCE"}`
+//! (`SOURCE` being its `source` label): 1 while it can read its input, 0 when it cannot (an
+//! unreadable or missing file, a closed standard input, a query refused or failed).
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::cursor::{Snapshot, SnapshotCursor};
 use super::follow::{FollowState, Follower, Piece, split_lines};
 use super::mapping::{Counted, Ingest};
 use super::parse::{self, Event, Skip};
 use crate::database::{DatabasePool, queries};
 use crate::families::{ExporterFamilies, FluxbaseFamilies};
-use crate::incremental::Window;
 use crate::metrics::{Counter, Gauge, Histogram};
 use crate::published::Published;
 use crate::timestamp::{self, Precision};
@@ -31,6 +35,9 @@ pub struct SourceStatus {
 /// A source's accounting, with its series looked up once.
 struct Meter {
     source: String,
+    /// `events:` and the source label: the source's check.
+    check: String,
+    exporter: Arc<ExporterFamilies>,
     lines: Option<Arc<Counter>>,
     parsed: [Option<Arc<Counter>>; 4],
     skipped: [Option<Arc<Counter>>; 4],
@@ -43,7 +50,7 @@ struct Meter {
 }
 
 impl Meter {
-    fn new(exporter: &ExporterFamilies, source: String) -> Self {
+    fn new(exporter: &Arc<ExporterFamilies>, source: String) -> Self {
         let events = &exporter.events;
         let s = source.as_str();
         let kinds = [
@@ -67,8 +74,18 @@ impl Meter {
             lines_read: 0,
             last_event: None,
             hinted: false,
+            check: format!("events:{source}"),
+            exporter: Arc::clone(exporter),
             source,
         }
+    }
+
+    /// Records a run of the source as its check: whether it could read its input, and how long
+    /// the run took.
+    fn checked(&self, succeeded: bool, took: Duration) {
+        self.exporter
+            .checks
+            .record(&self.check, succeeded, took, SystemTime::now());
     }
 
     fn line(&mut self) {
@@ -193,12 +210,18 @@ impl Worker for FileSource {
     }
 
     fn run_once(&mut self, _: Instant) {
+        let started = Instant::now();
         let now = wall_now();
         let (ingest, meter) = (&mut self.ingest, &mut self.meter);
-        let state = match self
+        let polled = self
             .follower
-            .poll(&mut |piece| handle(piece, ingest, meter, now))
-        {
+            .poll(&mut |piece| handle(piece, ingest, meter, now));
+        // A file that is not there (yet, or any more) is input the source cannot read.
+        self.meter.checked(
+            matches!(polled, Ok(FollowState::Following)),
+            started.elapsed(),
+        );
+        let state = match polled {
             Ok(FollowState::Following) => {
                 self.last_error = None;
                 "following".to_owned()
@@ -258,9 +281,13 @@ impl Worker for StdinSource {
         if self.ended {
             return;
         }
-        match std::io::stdin().lock().read(&mut self.buffer) {
+        let read = std::io::stdin().lock().read(&mut self.buffer);
+        let started = Instant::now();
+        match read {
             Ok(0) => {
                 self.ended = true;
+                // Nothing more will come: the source cannot read its input any more.
+                self.meter.checked(false, Duration::ZERO);
                 self.status
                     .publish(self.meter.status("ended (standard input closed)"));
                 log::info!("standard input closed; the stdin event source is done");
@@ -274,11 +301,13 @@ impl Worker for StdinSource {
                     &mut self.discarding,
                     &mut |piece| handle(piece, ingest, meter, now),
                 );
+                self.meter.checked(true, started.elapsed());
                 self.status.publish(self.meter.status("reading"));
             }
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
             Err(err) => {
                 self.ended = true;
+                self.meter.checked(false, Duration::ZERO);
                 self.status
                     .publish(self.meter.status(&format!("ended: {err}")));
             }
@@ -295,38 +324,50 @@ impl Worker for StdinSource {
     }
 }
 
-/// Rows read per query.
-const ROWS_PER_PAGE: i64 = 1000;
-/// Pages read per round at most (the rest waits for the next round).
-const PAGES_PER_ROUND: usize = 50;
+/// Rows a page aims at; the timestamp span of the next page is halved or doubled to keep near.
+const PAGE_ROWS: i64 = 1000;
+/// Rows a page may hold at most: a fuller page is dropped unread and asked again over an
+/// eighth of its span, so memory is bounded however many rows share a moment.
+const PAGE_LIMIT: i64 = 10_000;
+/// The span of the first page, in microseconds.
+const FIRST_SPAN_MICROS: i64 = 1_000_000;
 
-/// Reads new rows of `logging.entries` (categories `http` and `security`) through the database
-/// pool.
+/// Reads new rows of `logging.entries` through the database pool: categories `http` and
+/// `security`, and the "Slow query detected" rows of `system`.
 ///
-/// Rows are written late and out of order, many share a second, and ids are random: every round
-/// reads each category from `overlap` behind the newest time seen, in pages ordered by
-/// (timestamp, id), and skips ids already counted. A row that becomes visible within `overlap`
-/// of the newest row seen is counted once; one that lands later than that is not counted.
+/// The position is a [`SnapshotCursor`]: every round counts the rows of the transactions that
+/// committed since the previous round, in pages of timestamp ranges, so a row committed late is
+/// counted once, in the round that first sees it, and nothing is remembered per row. The first
+/// round only takes the starting point: rows already there are not news.
 pub struct DatabaseSource {
     pool: DatabasePool,
     timeout: Duration,
     interval: Duration,
-    overlap: Duration,
-    windows: Option<[Window<String>; 2]>,
+    slack: Duration,
+    cursor: Option<SnapshotCursor>,
+    /// The timestamp span of the next page, in microseconds.
+    span: i64,
     ingest: Ingest,
     meter: Meter,
     status: Arc<Published<SourceStatus>>,
     failing: bool,
 }
 
-const CATEGORIES: [&str; 2] = ["http", "security"];
+/// Why a read of `logging.entries` failed, in words for the log and the JSON state.
+fn describe_failure(err: &postgres::Error) -> String {
+    format!(
+        "logging.entries: {}",
+        crate::database::Failure::from_postgres(err)
+    )
+}
 
 impl DatabaseSource {
+    /// `slack` is `--events.database-overlap`: how long before its insert a row may be stamped.
     pub fn new(
         pool: DatabasePool,
         timeout: Duration,
         interval: Duration,
-        overlap: Duration,
+        slack: Duration,
         out: &Outputs,
         status: Arc<Published<SourceStatus>>,
     ) -> Self {
@@ -336,8 +377,9 @@ impl DatabaseSource {
             pool,
             timeout,
             interval,
-            overlap,
-            windows: None,
+            slack,
+            cursor: None,
+            span: FIRST_SPAN_MICROS,
             ingest: Ingest::new(Arc::clone(&out.fluxbase), Arc::clone(&out.exporter)),
             meter,
             status,
@@ -356,56 +398,77 @@ impl DatabaseSource {
                 )
         })?;
         let client = &mut session.client;
-        let windows = match &mut self.windows {
-            Some(windows) => windows,
+        let cursor = match &mut self.cursor {
+            Some(cursor) => cursor,
             None => {
                 // Start from now: the table may hold years of rows, none of them news.
-                let now = queries::server_now(client).map_err(|err| err.to_string())?;
-                let overlap = self.overlap.as_secs_f64();
-                self.windows
-                    .insert([Window::new(now, overlap), Window::new(now, overlap)])
+                let position = queries::log_position(client).map_err(|e| describe_failure(&e))?;
+                let start: Snapshot = position.snapshot.parse().map_err(|e| format!("{e}"))?;
+                let slack = i64::try_from(self.slack.as_micros()).unwrap_or(i64::MAX);
+                self.cursor = Some(SnapshotCursor::new(start, position.taken_at_micros, slack));
+                return Ok(());
             }
         };
-        let now = wall_now();
-        for (category, window) in CATEGORIES.iter().zip(windows.iter_mut()) {
-            let mut after = (
-                (window.since() * 1e6).floor() as i64,
-                String::from("00000000-0000-0000-0000-000000000000"),
-            );
-            for _ in 0..PAGES_PER_ROUND {
-                let rows = queries::log_entries(client, category, after.0, &after.1, ROWS_PER_PAGE)
-                    .map_err(|err| {
-                        let failure = crate::database::Failure::from_postgres(&err);
-                        format!("logging.entries ({category}): {failure}")
-                    })?;
-                let full = rows.len() as i64 == ROWS_PER_PAGE;
-                for row in &rows {
-                    let seconds = row.timestamp_micros as f64 / 1e6;
-                    if !window.admit(row.id.clone(), seconds) {
-                        continue;
-                    }
-                    let parsed = parse::parse_row(&parse::Row {
-                        time: seconds,
-                        message: &row.message,
-                        ip_address: row.ip_address.as_deref(),
-                        request_id: row.request_id.as_deref(),
-                        fields: &row.fields,
-                    });
-                    match parsed {
-                        Ok(event) => count(&mut self.ingest, &mut self.meter, &event, now),
-                        Err(skip) => self.meter.skip(skip),
-                    }
-                    self.meter.line();
-                }
-                if let Some(last) = rows.last() {
-                    after = (last.timestamp_micros, last.id.clone());
-                }
-                if !full {
-                    break;
-                }
-            }
-            window.prune();
+        if cursor.round().is_none() {
+            let position = queries::log_position(client).map_err(|e| describe_failure(&e))?;
+            let target: Snapshot = position.snapshot.parse().map_err(|e| format!("{e}"))?;
+            cursor.begin(target, position.taken_at_micros, position.newest_micros);
         }
+        let now = wall_now();
+        let seen_xmax = cursor.seen().xmax_i64();
+        let seen_xip = cursor.seen().xip_i64();
+        // Page by page until the round has read up to the newest row its target can see.
+        while let Some(round) = cursor.round() {
+            let Some(newest) = round.newest.filter(|newest| round.from <= *newest) else {
+                break;
+            };
+            let from = round.from;
+            let to = from.saturating_add(self.span).min(newest.saturating_add(1));
+            let target_xip = round.target.xip_i64();
+            let rows = queries::new_log_entries(
+                client,
+                &queries::NewLogEntries {
+                    from_micros: from,
+                    to_micros: to,
+                    seen_xmax,
+                    seen_xip: &seen_xip,
+                    target_xmax: round.target.xmax_i64(),
+                    target_xip: &target_xip,
+                    limit: PAGE_LIMIT + 1,
+                },
+            )
+            .map_err(|e| describe_failure(&e))?;
+            let found = rows.len() as i64;
+            if found > PAGE_LIMIT && to - from > 1 {
+                // Too many rows in this span to hold: ask again for a smaller one.
+                self.span = ((to - from) / 8).max(1);
+                continue;
+            }
+            for row in &rows {
+                let seconds = row.timestamp_micros as f64 / 1e6;
+                let parsed = parse::parse_row(&parse::Row {
+                    time: seconds,
+                    message: &row.message,
+                    ip_address: row.ip_address.as_deref(),
+                    request_id: row.request_id.as_deref(),
+                    fields: &row.fields,
+                });
+                match parsed {
+                    Ok(event) => count(&mut self.ingest, &mut self.meter, &event, now),
+                    Err(skip) => self.meter.skip(skip),
+                }
+                self.meter.line();
+            }
+            cursor.read_up_to(to);
+            self.span = if found > PAGE_ROWS * 2 {
+                (self.span / 2).max(1)
+            } else if found < PAGE_ROWS / 2 {
+                self.span.saturating_mul(2).min(86_400 * 1_000_000)
+            } else {
+                self.span
+            };
+        }
+        cursor.finish();
         Ok(())
     }
 }
@@ -421,7 +484,10 @@ impl Worker for DatabaseSource {
     }
 
     fn run_once(&mut self, _: Instant) {
-        let state = match self.read() {
+        let started = Instant::now();
+        let read = self.read();
+        self.meter.checked(read.is_ok(), started.elapsed());
+        let state = match read {
             Ok(()) => {
                 if self.failing {
                     log::info!("reading logging.entries works again");

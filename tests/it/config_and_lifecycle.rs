@@ -72,6 +72,20 @@ fn invalid_configuration_exits_2_with_one_line_naming_the_setting() {
     );
 }
 
+/// One path for each event: a log file (or stdin) together with logging.entries would count
+/// every event twice, and is refused.
+#[test]
+fn a_log_file_with_logging_entries_exits_2() {
+    check_config_error(
+        &["--events.database", "--events.file", "-"],
+        &[(
+            "FLUXBASE_EXPORTER_DATABASE_URL",
+            "postgres://u@127.0.0.1:1/db",
+        )],
+        "invalid --events.database: cannot be used with --events.file: the same Fluxbase events reach both, so every event would be counted twice; read logging.entries (one table for a whole fleet) or each replica's own log file, not both",
+    );
+}
+
 #[test]
 fn flags_are_also_read_from_the_environment() {
     let exporter = Exporter::start_with_env(

@@ -17,11 +17,15 @@ const FAST: &[&str] = &[
 ];
 
 // What tests/fixtures/fluxbase.sql holds.
-const FIXTURE_BUCKETS: f64 = 3.0;
-const FIXTURE_OBJECTS: [(&str, f64, f64); 3] = [
+const FIXTURE_BUCKETS: f64 = 6.0;
+/// By bucket name: Fluxbase's default buckets (`uploads`, `temp-files`, `public`) have UUID ids.
+const FIXTURE_OBJECTS: [(&str, f64, f64); 6] = [
     ("avatars", 3.0, 600.0),
     ("documents", 2.0, 3048.0),
     ("empty", 0.0, 0.0),
+    ("uploads", 2.0, 5000.0),
+    ("temp-files", 0.0, 0.0),
+    ("public", 0.0, 0.0),
 ];
 const FIXTURE_ACTIVE_SESSIONS: f64 = 3.0;
 const FIXTURE_LOCKED_USERS: f64 = 2.0;
@@ -101,6 +105,18 @@ fn with_the_fixture_every_figure_matches_and_both_health_endpoints_are_healthy()
             "{bucket}"
         );
     }
+    // Regression: buckets were labelled by id, which is a UUID for the default buckets.
+    let database_buckets = metrics
+        .lines()
+        .filter(|l| l.starts_with("fluxbase_exporter_storage_objects{source=\"database\""))
+        .count();
+    assert_eq!(database_buckets, FIXTURE_OBJECTS.len(), "{metrics}");
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("fluxbase_exporter_storage_") && l.matches('-').count() >= 4),
+        "a bucket labelled by its UUID id:\n{metrics}"
+    );
     assert_eq!(
         metric(&metrics, "fluxbase_exporter_auth_sessions_active"),
         Some(FIXTURE_ACTIVE_SESSIONS)
@@ -208,6 +224,36 @@ fn with_the_fixture_every_figure_matches_and_both_health_endpoints_are_healthy()
         );
     }
 
+    // Regression: a job a user re-queues (same row, same id, back to pending with completed_at
+    // cleared) and that finishes again was not counted again. Each finish counts, with its
+    // duration.
+    let resize = "fluxbase_jobs_completed_total{namespace=\"default\",name=\"resize\"}";
+    let resize_durations =
+        "fluxbase_job_execution_duration_seconds_count{namespace=\"default\",name=\"resize\"}";
+    for finish in 1..=2 {
+        client
+            .batch_execute(
+                "UPDATE jobs.queue SET status = 'pending', completed_at = NULL, started_at = NULL, error_message = NULL \
+                 WHERE job_name = 'resize' AND status IN ('completed', 'failed');\
+                 UPDATE jobs.queue SET status = 'running', started_at = now() - interval '2 seconds' \
+                 WHERE job_name = 'resize' AND status = 'pending' AND priority = 0;\
+                 UPDATE jobs.queue SET status = 'completed', completed_at = now() \
+                 WHERE job_name = 'resize' AND status = 'running';",
+            )
+            .unwrap();
+        let text = wait_for(&exporter, "/metrics", "the re-run job's finish", |r| {
+            metric(&r.text(), resize) == Some(f64::from(finish))
+        })
+        .text();
+        assert_eq!(metric(&text, resize_durations), Some(f64::from(finish)));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        metric(&exporter.get("/metrics").text(), resize),
+        Some(2.0),
+        "each finish counted once"
+    );
+
     // The exporter never holds more sessions than its pool allows (default 2).
     let mut admin = database.connect();
     let ours: i64 = admin
@@ -256,10 +302,10 @@ fn json_metrics_report_the_pool_the_server_and_the_storage_totals() {
     assert!(db["latency_ms"].as_f64().unwrap() > 0.0);
     assert!(db["read_at"].as_str().unwrap().ends_with('Z'));
     let storage = &body["storage"];
-    assert_eq!(storage["total_buckets"], 3);
-    assert_eq!(storage["total_files"], 5);
+    assert_eq!(storage["total_buckets"], 6);
+    assert_eq!(storage["total_files"], 7);
     let gib = storage["total_size_gb"].as_f64().unwrap();
-    assert!((gib - 3648.0 / 1024f64.powi(3)).abs() < 1e-15, "{gib}");
+    assert!((gib - 8648.0 / 1024f64.powi(3)).abs() < 1e-15, "{gib}");
     assert_eq!(storage["source"], "database");
     assert_eq!(body["realtime"]["change_feed_listeners"], 0);
     assert_eq!(
@@ -365,16 +411,25 @@ fn the_least_privilege_role_of_the_readme_is_enough() {
         .expect("the README's role SQL runs");
     // FORCE row-level security, as Fluxbase sets it: BYPASSRLS is what lets the role count rows.
     admin
-        .batch_execute("ALTER TABLE storage.objects ENABLE ROW LEVEL SECURITY; ALTER TABLE storage.objects FORCE ROW LEVEL SECURITY;")
+        .batch_execute(
+            "ALTER TABLE storage.objects ENABLE ROW LEVEL SECURITY; ALTER TABLE storage.objects FORCE ROW LEVEL SECURITY;\
+             ALTER TABLE logging.entries ENABLE ROW LEVEL SECURITY; ALTER TABLE logging.entries FORCE ROW LEVEL SECURITY;",
+        )
         .unwrap();
 
     let url = format!(
         "postgres://{role}:role-pw@127.0.0.1:{}/{}?sslmode=disable",
         database.port, database.name
     );
-    let mut args = vec!["--database.url", url.as_str()];
+    let mut args = vec!["--database.url", url.as_str(), "--events.database"];
     args.extend_from_slice(FAST);
-    let exporter = Exporter::start(&args);
+    let exporter = Exporter::start_with_env(&args, &[("FLUXBASE_EXPORTER_AUTH_TOKEN", "role")]);
+    // Regression: the role could not read logging.entries, and nothing but a log line said so.
+    // With the README's grants the reader works and its families fill.
+    let events_check = "fluxbase_exporter_check_success{check=\"events:database\"}";
+    wait_for(&exporter, "/metrics", "the logging.entries reader", |r| {
+        metric(&r.text(), events_check) == Some(1.0)
+    });
     let metrics = wait_for(&exporter, "/metrics", "the aggregates", |r| {
         metric(
             &r.text(),
@@ -434,6 +489,48 @@ fn the_least_privilege_role_of_the_readme_is_enough() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // The log-fed families fill from rows Fluxbase writes.
+    admin
+        .batch_execute(
+            "INSERT INTO logging.entries (category, level, message, ip_address, fields) VALUES \
+               ('http', 'error', 'HTTP request', '198.51.100.7', '{\"method\":\"GET\",\"path\":\"/api/v1/tables/todos\",\"status\":503,\"duration_ms\":4,\"response_bytes\":90}'), \
+               ('security', 'warn', 'Security warning', '198.51.100.7', '{\"event_type\":\"account_locked\",\"details\":{\"failed_attempts\":5}}');",
+        )
+        .unwrap();
+    wait_for(&exporter, "/metrics", "the log-fed families", |r| {
+        let text = r.text();
+        metric(
+            &text,
+            "fluxbase_http_requests_total{method=\"GET\",path=\"/api/v1/tables/todos\",status=\"5xx\"}",
+        ) == Some(1.0)
+            && metric(
+                &text,
+                "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"}",
+            ) == Some(1.0)
+    });
+
+    // Without the grant, the reader cannot read its input: its check says so, beside the log.
+    admin
+        .batch_execute(&format!("REVOKE SELECT ON logging.entries FROM {role}"))
+        .unwrap();
+    wait_for(&exporter, "/metrics", "the reader failing", |r| {
+        metric(&r.text(), events_check) == Some(0.0)
+    });
+    let body = exporter
+        .get_with(
+            "/api/v1/monitoring/metrics",
+            &[("Authorization", "Bearer role")],
+        )
+        .json();
+    let state = body["exporter"]["event_sources"][0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        state.starts_with("failing: logging.entries: ") && state.contains("permission"),
+        "{state}"
+    );
 }
 
 #[test]
@@ -498,9 +595,18 @@ fn a_missing_schema_leaves_its_parts_out_and_the_database_healthy() {
 fn a_stopped_server_turns_health_to_503_and_a_restart_recovers_without_restarting_the_exporter() {
     let cluster = Cluster::start(false);
     let database = cluster.database(true, &[]);
-    let exporter = start(&database, &[]);
+    let exporter = start(&database, &["--events.database"]);
     wait_for(&exporter, "/api/v1/monitoring/health", "healthy", |r| {
         r.status == 200 && r.json()["services"]["database"]["status"] == "healthy"
+    });
+    let checks = [
+        "fluxbase_exporter_check_success{check=\"database\"}",
+        "fluxbase_exporter_check_success{check=\"database_aggregates\"}",
+        "fluxbase_exporter_check_success{check=\"events:database\"}",
+    ];
+    wait_for(&exporter, "/metrics", "every check succeeding", |r| {
+        let text = r.text();
+        checks.iter().all(|check| metric(&text, check) == Some(1.0))
     });
 
     cluster.stop_server();
@@ -538,6 +644,12 @@ fn a_stopped_server_turns_health_to_503_and_a_restart_recovers_without_restartin
         ),
         Some(0.0)
     );
+    // Regression: database_aggregates stayed 1 while its gauges were gone; and the
+    // logging.entries reader, which cannot read either, says so as a check too.
+    wait_for(&exporter, "/metrics", "every check failing", |r| {
+        let text = r.text();
+        checks.iter().all(|check| metric(&text, check) == Some(0.0))
+    });
 
     cluster.start_server();
     let recovered = wait_for(&exporter, "/api/v1/monitoring/health", "recovery", |r| {
@@ -559,6 +671,10 @@ fn a_stopped_server_turns_health_to_503_and_a_restart_recovers_without_restartin
             .iter()
             .any(|l| l.contains("database reachable again"))
     );
+    wait_for(&exporter, "/metrics", "every check succeeding again", |r| {
+        let text = r.text();
+        checks.iter().all(|check| metric(&text, check) == Some(1.0))
+    });
 }
 
 #[test]

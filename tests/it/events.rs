@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{DEADLINE, Exporter, Sequence, TempDir, metric, samples};
+use crate::harness::{DEADLINE, Exporter, Sequence, TempDir, metric, samples, wait_for};
 use crate::postgres::Cluster;
 
 /// What a generated log must produce: every series it touches, with its value.
@@ -154,7 +154,8 @@ fn generate(count: usize, seed: u64, time: u64) -> (Vec<Vec<u8>>, Expected) {
                 };
                 expected.add(format!("fluxbase_storage_operations_total{{operation=\"{operation}\",bucket=\"{bucket}\",status=\"{outcome}\"}}"), 1.0);
                 expected.add(format!("fluxbase_storage_operation_duration_seconds_count{{operation=\"{operation}\",bucket=\"{bucket}\"}}"), 1.0);
-                if operation == "download" {
+                // Only a 2xx download retrieved its bytes.
+                if operation == "download" && outcome == "success" {
                     expected.add(format!("fluxbase_storage_bytes_total{{operation=\"download\",bucket=\"{bucket}\"}}"), bytes as f64);
                 }
             }
@@ -167,10 +168,17 @@ fn generate(count: usize, seed: u64, time: u64) -> (Vec<Vec<u8>>, Expected) {
                     ("login_failed", "invalid_password"),
                     ("login_failed", "email_not_verified"),
                     ("login_failed", "something_new"),
+                    ("login_failed", "tenant_mismatch"),
+                    ("account_locked", ""),
                     ("token_refresh", ""),
                 ]);
+                let details = if event_type == "account_locked" {
+                    r#"{"failed_attempts":5}"#.to_owned()
+                } else {
+                    format!(r#"{{"reason":"{reason}"}}"#)
+                };
                 lines.push(format!(
-                    r#"{{"level":"info","component":"security","security_event":"{event_type}","event_type":"{event_type}","ip_address":"{IP}","details":{{"reason":"{reason}"}},"time":{time},"message":"Security event"}}"#
+                    r#"{{"level":"info","component":"security","security_event":"{event_type}","event_type":"{event_type}","ip_address":"{IP}","details":{details},"time":{time},"message":"Security event"}}"#
                 ).into_bytes());
                 match event_type {
                     "login_success" => {
@@ -183,7 +191,17 @@ fn generate(count: usize, seed: u64, time: u64) -> (Vec<Vec<u8>>, Expected) {
                             "fluxbase_auth_success_total{method=\"password\"}".into(),
                             1.0,
                         );
+                        for token_type in ["access", "refresh"] {
+                            expected.add(
+                                format!(
+                                    "fluxbase_auth_tokens_issued_total{{token_type=\"{token_type}\"}}"
+                                ),
+                                1.0,
+                            );
+                        }
                     }
+                    // Fluxbase's own counter leaves other tenants' users out.
+                    "login_failed" if reason == "tenant_mismatch" => {}
                     "login_failed" => {
                         let reason = if reason == "something_new" {
                             "other"
@@ -197,10 +215,21 @@ fn generate(count: usize, seed: u64, time: u64) -> (Vec<Vec<u8>>, Expected) {
                         );
                         expected.add(format!("fluxbase_auth_failure_total{{method=\"password\",reason=\"{reason}\"}}"), 1.0);
                     }
-                    _ => expected.add(
-                        "fluxbase_auth_tokens_issued_total{token_type=\"refresh\"}".into(),
-                        1.0,
-                    ),
+                    // The 5th wrong password in a row.
+                    "account_locked" => {
+                        expected.add(
+                            "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"}"
+                                .into(),
+                            1.0,
+                        );
+                        expected.add(
+                            "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"}"
+                                .into(),
+                            1.0,
+                        );
+                    }
+                    // Never emitted by Fluxbase: counts nothing.
+                    _ => {}
                 }
             }
             // Rate-limited requests.
@@ -472,6 +501,12 @@ fn a_missing_file_is_waited_for_and_read_from_its_start() {
     assert_eq!(sources.len(), 1);
     assert_eq!(sources[0]["source"], format!("file:{path}"));
     assert_eq!(sources[0]["state"], "waiting for the file");
+    // A source that cannot read its input says so as a check.
+    let check_success = format!("fluxbase_exporter_check_success{{check=\"events:file:{path}\"}}");
+    assert_eq!(
+        metric(&exporter.get("/metrics").text(), &check_success),
+        Some(0.0)
+    );
     let (lines, expected) = generate(120, 23, now_seconds());
     write_lines(&log, &lines);
     check(&exporter, &format!("file:{path}"), &expected, 0);
@@ -482,6 +517,10 @@ fn a_missing_file_is_waited_for_and_read_from_its_start() {
         )
         .json();
     assert_eq!(json["exporter"]["event_sources"][0]["state"], "following");
+    assert_eq!(
+        metric(&exporter.get("/metrics").text(), &check_success),
+        Some(1.0)
+    );
     assert!(
         json["exporter"]["event_sources"][0]["last_event_at"]
             .as_str()
@@ -522,17 +561,66 @@ fn standard_input_is_a_source() {
     }
     stdin.flush().unwrap();
     check(&exporter, "stdin", &expected, 0);
+    let check_success = "fluxbase_exporter_check_success{check=\"events:stdin\"}";
+    assert_eq!(
+        metric(&exporter.get("/metrics").text(), check_success),
+        Some(1.0)
+    );
+    // Standard input closed: nothing more can be read.
     drop(stdin);
+    wait_for(&exporter, "/metrics", "the stdin check failing", |r| {
+        metric(&r.text(), check_success) == Some(0.0)
+    });
 }
 
-#[test]
-fn logging_entries_rows_count_once_even_late_and_with_equal_timestamps() {
-    let database = Cluster::shared().database(true, &[]);
-    let url = database.url();
+/// Inserts `rows` HTTP request rows as Fluxbase's writer does (one multi-row INSERT per batch,
+/// `ip` in `ip_address`, `time` left inside `fields`), stamped `offset_seconds` after the
+/// transaction's start, with `status`.
+fn insert_http(
+    client: &mut impl postgres::GenericClient,
+    rows: i32,
+    offset_seconds: f64,
+    status: i32,
+) {
+    client
+        .execute(
+            "INSERT INTO logging.entries (\"timestamp\", category, level, message, request_id, ip_address, fields) \
+             SELECT now() + make_interval(secs => $2) + n * interval '1 microsecond', 'http', 'warn', 'HTTP request', \
+                    'req-' || n, '203.0.113.50', \
+                    jsonb_build_object('method', 'GET', 'path', '/api/v1/tables/users/records/7', 'status', $3::int, \
+                        'duration_ms', 12, 'response_bytes', 300, 'user_agent', 'curl/8', 'protocol', 'HTTP/1.1', \
+                        'time', extract(epoch FROM now())::int8) \
+             FROM generate_series(1, $1) n",
+            &[&rows, &offset_seconds, &status],
+        )
+        .unwrap();
+}
+
+/// Waits until `series` reads `want` in the exporter's /metrics, and returns the text.
+fn wait_metric(exporter: &Exporter, series: &str, want: f64) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let text = exporter.get("/metrics").text();
+        if metric(&text, series) == Some(want) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series}: {:?}, want {want}",
+            metric(&text, series)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const NOT_FOUND: &str = "fluxbase_http_requests_total{method=\"GET\",path=\"/api/v1/tables/users/records/:id\",status=\"4xx\"}";
+const DATABASE_LINES: &str = "fluxbase_exporter_events_lines_total{source=\"database\"}";
+
+fn start_reading_logging_entries(url: &str) -> Exporter {
     let exporter = Exporter::start_with_env(
         &[
             "--database.url",
-            &url,
+            url,
             "--events.database",
             "--check.interval",
             "200ms",
@@ -541,73 +629,196 @@ fn logging_entries_rows_count_once_even_late_and_with_equal_timestamps() {
         ],
         &[("FLUXBASE_EXPORTER_AUTH_TOKEN", "ev")],
     );
-    let mut client = database.connect();
     // Wait until the reader has taken its starting point: its first round has succeeded.
     wait_for_source_state(&exporter, "following logging.entries");
-    // Rows stamped a second after the reader started (it starts from "now").
-    std::thread::sleep(Duration::from_millis(1100));
-    let insert_http = |client: &mut postgres::Client, rows: i32, offset_seconds: f64| {
-        client
-            .execute(
-                "INSERT INTO logging.entries (\"timestamp\", category, level, message, ip_address, fields) \
-                 SELECT now() + make_interval(secs => $2), 'http', 'warn', 'HTTP request', '203.0.113.50', \
-                        '{\"method\":\"GET\",\"path\":\"/api/v1/tables/users/records/7\",\"status\":404,\"duration_ms\":12,\"response_bytes\":300}' \
-                 FROM generate_series(1, $1)",
-                &[&rows, &offset_seconds],
-            )
-            .unwrap();
-    };
-    // Fifty rows sharing one timestamp (one transaction's now()).
-    insert_http(&mut client, 50, 0.0);
+    exporter
+}
+
+/// Rows committed late, in batches, out of order, by concurrent transactions: each counted
+/// once, in the round that first sees its transaction; and a transaction that rolls back is
+/// never counted.
+#[test]
+fn logging_entries_rows_count_once_even_committed_late_and_out_of_order() {
+    let database = Cluster::shared().database(true, &[]);
+    let exporter = start_reading_logging_entries(&database.url());
+    let mut early = database.connect();
+    let mut client = database.connect();
+    let mut aborted = database.connect();
+
+    // A batch stamped first but committed last, and one that rolls back.
+    let mut late = early.transaction().unwrap();
+    insert_http(&mut late, 100, 0.0, 404);
+    let mut rolled_back = aborted.transaction().unwrap();
+    insert_http(&mut rolled_back, 7, 0.0, 404);
+    // Meanwhile, batches of 100 commit, stamped after the open batch.
+    for _ in 0..5 {
+        insert_http(&mut client, 100, 0.0, 404);
+    }
+    // Fifty rows sharing one timestamp, and a security event.
     client
         .execute(
             "INSERT INTO logging.entries (\"timestamp\", category, level, message, ip_address, fields) \
-             VALUES (now(), 'security', 'info', 'Security event', '203.0.113.50', \
-             '{\"event_type\":\"login_failed\",\"details\":{\"reason\":\"invalid_password\"}}')",
+             SELECT now(), 'http', 'warn', 'HTTP request', '203.0.113.50', \
+                    '{\"method\":\"GET\",\"path\":\"/api/v1/tables/users/records/7\",\"status\":404}' \
+             FROM generate_series(1, 50)",
             &[],
         )
         .unwrap();
-    let series = "fluxbase_http_requests_total{method=\"GET\",path=\"/api/v1/tables/users/records/:id\",status=\"4xx\"}";
-    let wait_value = |want: f64| {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let text = exporter.get("/metrics").text();
-            if metric(&text, series) == Some(want) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{series}: {:?}, want {want}",
-                metric(&text, series)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    wait_value(50.0);
-    // The security row is its own transaction: the reader may have read the fifty before it
-    // committed, and takes it on its next round.
-    let auth_failures =
-        "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"}";
-    let deadline = Instant::now() + DEADLINE;
-    while metric(&exporter.get("/metrics").text(), auth_failures) != Some(1.0) {
-        assert!(Instant::now() < deadline, "{auth_failures} never became 1");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Rows written late, stamped before the newest row seen (inside the 2 minute window, after
-    // the start): counted once.
-    insert_http(&mut client, 5, -0.5);
-    wait_value(55.0);
-    // A row stamped long before: behind the window (and before the start), documented as lost.
-    insert_http(&mut client, 1, -600.0);
-    // Several more rounds re-read the window: nothing is counted twice.
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_metric(&exporter, NOT_FOUND, 550.0);
+    // Several rounds pass while the early batch is still open: nothing more, nothing twice.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        metric(&exporter.get("/metrics").text(), NOT_FOUND),
+        Some(550.0)
+    );
+    late.commit().unwrap();
+    rolled_back.rollback().unwrap();
+    wait_metric(&exporter, NOT_FOUND, 650.0);
+
+    // A row stamped within the overlap before its insert is counted; one stamped long before
+    // (10 minutes, more than --events.database-overlap) is behind every read: documented as
+    // lost.
+    insert_http(&mut client, 5, -30.0, 404);
+    wait_metric(&exporter, NOT_FOUND, 655.0);
+    insert_http(&mut client, 1, -600.0, 404);
+    std::thread::sleep(Duration::from_millis(1000));
     let text = exporter.get("/metrics").text();
-    assert_eq!(metric(&text, series), Some(55.0));
+    assert_eq!(metric(&text, NOT_FOUND), Some(655.0));
+    assert_eq!(metric(&text, DATABASE_LINES), Some(655.0));
     assert_eq!(
         metric(
             &text,
-            "fluxbase_exporter_events_lines_total{source=\"database\"}"
+            "fluxbase_exporter_check_success{check=\"events:database\"}"
         ),
-        Some(56.0)
+        Some(1.0)
     );
+}
+
+/// Regression: the reader stopped advancing once a category held 50,000 rows inside its
+/// overlap window. 60,000 rows in 600 batches of 100, some transactions overlapping: every one
+/// is counted, once.
+#[test]
+fn logging_entries_keep_up_with_a_burst_and_never_stall() {
+    let database = Cluster::shared().database(true, &[]);
+    let exporter = start_reading_logging_entries(&database.url());
+    let mut client = database.connect();
+    let mut other = database.connect();
+    let mut open = other.transaction().unwrap();
+    insert_http(&mut open, 100, 0.0, 500);
+    for _ in 0..599 {
+        insert_http(&mut client, 100, 0.0, 500);
+    }
+    open.commit().unwrap();
+    let errors = "fluxbase_http_requests_total{method=\"GET\",path=\"/api/v1/tables/users/records/:id\",status=\"5xx\"}";
+    wait_metric(&exporter, errors, 60_000.0);
+    insert_http(&mut client, 100, 0.0, 500);
+    let text = wait_metric(&exporter, errors, 60_100.0);
+    assert_eq!(metric(&text, DATABASE_LINES), Some(60_100.0));
+}
+
+/// Slow queries live in category `system`, beside every other system line: only they are
+/// read (filtered by the server), and they feed the slow-query counter.
+#[test]
+fn slow_queries_are_read_from_the_system_category() {
+    let database = Cluster::shared().database(true, &[]);
+    let exporter = start_reading_logging_entries(&database.url());
+    let mut client = database.connect();
+    client
+        .batch_execute(
+            "INSERT INTO logging.entries (category, level, message, fields) VALUES \
+               ('system', 'warn', 'Slow query detected', '{\"duration_ms\":1500,\"operation\":\"select\",\"table\":\"users\",\"query\":\"SELECT * FROM users\"}'), \
+               ('system', 'info', 'Server started', '{\"port\":8080}'), \
+               ('system', 'info', 'Realtime client connected', '{}');",
+        )
+        .unwrap();
+    let text = wait_metric(
+        &exporter,
+        "fluxbase_exporter_slow_queries_total{operation=\"select\",table=\"users\"}",
+        1.0,
+    );
+    // The other system lines never left the server.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(metric(&text, DATABASE_LINES), Some(1.0));
+    assert_eq!(
+        metric(&exporter.get("/metrics").text(), DATABASE_LINES),
+        Some(1.0)
+    );
+}
+
+/// The fixture's log rows (tests/fixtures/fluxbase.sql) count as Fluxbase's own counters count
+/// them: five wrong passwords are five `invalid_password` failures (the 5th logged as
+/// `account_locked`), a password sign-in issues an access and a refresh token, dashboard
+/// sign-ins and a `tenant_mismatch` are not counted, the slow query comes from `system`, and
+/// only the download that answered 2xx adds bytes. The rows already there at the start are
+/// not counted; replayed live, in two transactions committed out of order, they are.
+#[test]
+fn the_fixtures_events_count_as_fluxbase_counts_them() {
+    let database = Cluster::shared().database(true, &[]);
+    let exporter = start_reading_logging_entries(&database.url());
+    let replay = |client: &mut postgres::Transaction<'_>, security: bool| {
+        client
+            .execute(
+                "INSERT INTO logging.entries (\"timestamp\", category, level, message, component, user_id, ip_address, fields) \
+                 SELECT now(), category, level, message, component, user_id, ip_address, fields FROM logging.entries \
+                 WHERE \"timestamp\" < now() - interval '1 hour' AND (category = 'security') = $1",
+                &[&security],
+            )
+            .unwrap();
+    };
+    let mut first = database.connect();
+    let mut second = database.connect();
+    let mut security = first.transaction().unwrap();
+    replay(&mut security, true);
+    let mut rest = second.transaction().unwrap();
+    replay(&mut rest, false);
+    rest.commit().unwrap();
+    security.commit().unwrap();
+
+    let expected = [
+        (
+            "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"}",
+            5.0,
+        ),
+        (
+            "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"}",
+            5.0,
+        ),
+        (
+            "fluxbase_auth_attempts_total{method=\"password\",result=\"success\"}",
+            1.0,
+        ),
+        ("fluxbase_auth_success_total{method=\"password\"}", 1.0),
+        (
+            "fluxbase_auth_tokens_issued_total{token_type=\"access\"}",
+            1.0,
+        ),
+        (
+            "fluxbase_auth_tokens_issued_total{token_type=\"refresh\"}",
+            1.0,
+        ),
+        (
+            "fluxbase_exporter_slow_queries_total{operation=\"select\",table=\"users\"}",
+            1.0,
+        ),
+        (
+            "fluxbase_storage_bytes_total{operation=\"download\",bucket=\"uploads\"}",
+            2048.0,
+        ),
+        (
+            "fluxbase_storage_operations_total{operation=\"download\",bucket=\"uploads\",status=\"error\"}",
+            1.0,
+        ),
+        // 9 security rows (the first replay), the slow query and two requests; "Server
+        // started" never leaves the server.
+        (DATABASE_LINES, 12.0),
+    ];
+    let text = wait_metric(&exporter, DATABASE_LINES, 12.0);
+    for (series, value) in expected {
+        assert_eq!(metric(&text, series), Some(value), "{series}\n{text}");
+    }
+    let auth: Vec<&str> = samples(&text)
+        .into_iter()
+        .filter(|l| l.starts_with("fluxbase_auth_"))
+        .collect();
+    assert_eq!(auth.len(), 6, "nothing else is counted: {auth:#?}");
 }

@@ -421,7 +421,7 @@ fn prometheus_files_pass_promtool_and_every_alert_has_a_tested_runbook() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(names.len(), 14);
+    assert_eq!(names.len(), 15);
     for name in &names {
         assert!(
             tests.contains(&format!("alertname: {name}\n")),
