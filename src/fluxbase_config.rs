@@ -351,6 +351,32 @@ pub struct SettingOrigin {
     pub source: String,
 }
 
+/// What the start-up log says about the configuration: where each setting came from, and what
+/// a user should fix (one line each).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StartupReport {
+    pub origins: Vec<SettingOrigin>,
+    pub warnings: Vec<String>,
+}
+
+impl StartupReport {
+    /// Logs every origin at info and every warning at warn; called once, after the logger is
+    /// installed.
+    pub fn log(&self) {
+        for origin in &self.origins {
+            log::info!(
+                setting = origin.setting.as_str(),
+                value = origin.value.as_str(),
+                source = origin.source.as_str();
+                "configuration"
+            );
+        }
+        for warning in &self.warnings {
+            log::warn!("{warning}");
+        }
+    }
+}
+
 /// Whether a variable holds a secret whose value must never be logged.
 pub fn is_secret(name: &str) -> bool {
     ["PASSWORD", "SECRET", "TOKEN", "KEY"]
