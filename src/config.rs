@@ -643,6 +643,18 @@ fn startup_report(
             url.clone(),
         ));
     }
+    // Every Fluxbase setting the exporter can take from Fluxbase, also those no consumer read
+    // (Fluxbase's defaults, while a file is in use), except those our flags replace.
+    for (key, _) in crate::fluxbase_config::DEFAULTS {
+        let replaced = (flags.database_url.is_some()
+            && key.starts_with("database.")
+            && *key != "database.max_connections")
+            || (flags.storage_path.is_some() && *key == "storage.local_path")
+            || (flags.fluxbase_url.is_some() && *key == "server.address");
+        if !replaced {
+            layered.answer(&crate::fluxbase_config::variable_name(key));
+        }
+    }
     origins.extend(layered.origins());
     StartupReport { origins, warnings }
 }
