@@ -157,7 +157,7 @@ pub struct Flags {
         env = "FLUXBASE_EXPORTER_FLUXBASE_CONFIG",
         value_name = "FILE"
     )]
-    pub fluxbase_config: Option<PathBuf>,
+    pub fluxbase_config: Option<String>,
 
     /// PostgreSQL connection of the Fluxbase database: a postgres:// URL or a key=value string
     /// [default: built from FLUXBASE_DATABASE_* when any is set; else no database].
@@ -415,7 +415,7 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let cwd = std::env::current_dir().unwrap_or_default();
-        let fluxbase = FluxbaseConfig::load(flags.fluxbase_config.as_deref(), &cwd)
+        let fluxbase = FluxbaseConfig::load(flags.fluxbase_config.as_deref().map(Path::new), &cwd)
             .map_err(|err| ConfigError::new("--fluxbase.config", err.to_string()))?;
         let process_env = env;
         let layered = Layered::new(&fluxbase, process_env);
@@ -474,7 +474,10 @@ impl Config {
         if let Some(warning) = console_format_warning(&events, &layered) {
             warnings.push(warning);
         }
-        let level = log_level(flags.log_level.as_deref(), env)?;
+        let level = log_level(flags.log_level.as_deref(), env).map_err(|err| ConfigError {
+            setting: layered.describe(&err.setting),
+            ..err
+        })?;
         let format = flags
             .log_format
             .parse::<LogFormat>()
@@ -600,8 +603,12 @@ fn startup_report(
         (Some(given), _) => own(
             "--fluxbase.config",
             "FLUXBASE_EXPORTER_FLUXBASE_CONFIG",
-            &given.to_string_lossy(),
-            given.display().to_string(),
+            given,
+            if given.is_empty() {
+                "(none: the search is off)".to_owned()
+            } else {
+                given.clone()
+            },
         ),
         (None, file) => SettingOrigin {
             setting: "--fluxbase.config".to_owned(),
@@ -1258,6 +1265,14 @@ mod tests {
             format!(
                 "invalid server.address (file {}): \"8080\" is not HOST:PORT or :PORT",
                 bad_address.path.display()
+            )
+        );
+        let bad_debug = FluxbaseFile::new("debug", "debug: sometimes\n");
+        assert_eq!(
+            error(&["--fluxbase.config", bad_debug.arg()], &[]),
+            format!(
+                "invalid debug (file {}): \"sometimes\" is not true or false",
+                bad_debug.path.display()
             )
         );
         let bad_port = FluxbaseFile::new("port", "database:\n  port: many\n");
