@@ -540,3 +540,55 @@ fn with_only_fluxbases_file_and_no_flags_it_finds_the_database_storage_api_and_m
     );
     drop(metrics);
 }
+
+#[test]
+fn fluxbases_environment_beats_its_file_and_our_flag_beats_both() {
+    let from_env = StandIn::start(Mode::Ok);
+    let from_flag = StandIn::start(Mode::Degraded);
+    // The file points at a port nothing listens on.
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_address = dead.local_addr().unwrap();
+    drop(dead);
+    let dir = TempDir::new("precedence");
+    let file = dir.path.join("fluxbase.yaml");
+    std::fs::write(&file, format!("server:\n  address: \"{dead_address}\"\n")).unwrap();
+    let env_address = from_env.addr.to_string();
+    let args = [
+        "--fluxbase.config",
+        file.to_str().unwrap(),
+        "--check.interval",
+        "500ms",
+    ];
+
+    let file_only = Exporter::start(&args);
+    wait_for_api(&file_only, "unhealthy");
+    drop(file_only);
+
+    let env_wins = Exporter::start_with_env(&args, &[("FLUXBASE_SERVER_ADDRESS", &env_address)]);
+    wait_for_api(&env_wins, "healthy");
+    assert!(
+        env_wins.logs().iter().any(
+            |line| line.contains("\"setting\":\"FLUXBASE_SERVER_ADDRESS\"")
+                && line.contains("\"source\":\"environment FLUXBASE_SERVER_ADDRESS\"")
+        ),
+        "{:#?}",
+        env_wins.logs()
+    );
+    drop(env_wins);
+
+    let mut with_flag = args.to_vec();
+    let flag_url = from_flag.url();
+    with_flag.extend(["--fluxbase.url", &flag_url]);
+    let flag_wins =
+        Exporter::start_with_env(&with_flag, &[("FLUXBASE_SERVER_ADDRESS", &env_address)]);
+    wait_for_api(&flag_wins, "degraded");
+    assert!(
+        flag_wins
+            .logs()
+            .iter()
+            .any(|line| line.contains("\"setting\":\"--fluxbase.url\"")
+                && line.contains("\"source\":\"flag\"")),
+        "{:#?}",
+        flag_wins.logs()
+    );
+}
