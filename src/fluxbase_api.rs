@@ -390,6 +390,39 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_probe_publishes_unhealthy_with_its_message() {
+        // A port that was just free: nothing listens there.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let out = Outputs {
+            exporter: Arc::new(ExporterFamilies::new(&crate::metrics::SeriesLimit::new(10))),
+            health: Arc::new(HealthBoard::default()),
+        };
+        let mut worker = ApiWorker::new(
+            ApiSettings::from_url(&format!("http://{address}")).unwrap(),
+            Duration::from_secs(15),
+            Duration::from_secs(2),
+            out.clone(),
+        );
+        let now = Instant::now();
+        worker.run_once(now);
+        let services = out.health.services(now);
+        assert_eq!(services.len(), 1);
+        let (name, verdict) = &services[0];
+        assert_eq!(*name, "api");
+        assert_eq!(verdict.status, Status::Unhealthy);
+        assert_eq!(
+            verdict.message.as_deref(),
+            Some("connection refused: nothing listens at Fluxbase's API address")
+        );
+        assert!(verdict.latency_ms.is_some());
+        // Stale after three intervals and the timeout, never shown healthy meanwhile.
+        let later = out.health.services(now + Duration::from_secs(60));
+        assert_eq!(later[0].1.status, Status::Unhealthy);
+    }
+
+    #[test]
     fn server_addresses_become_urls_as_fluxbase_calls_itself() {
         let url = |address: &str| ApiSettings::from_server_address(address).map(|s| s.health_url);
         assert_eq!(url(":8080").unwrap(), "http://127.0.0.1:8080/health");
