@@ -15,6 +15,7 @@ use crate::config::{Config, EventFile, WebConfig};
 use crate::database::{self, DatabasePool, DatabaseStatus, DatabaseWorker};
 use crate::events::{self, DatabaseSource, FileSource, SourceStatus, StdinSource};
 use crate::families::{ExporterFamilies, FluxbaseFamilies};
+use crate::fluxbase_api::{self, ApiWorker};
 use crate::health::HealthBoard;
 use crate::http::{HttpServer, Options as HttpOptions, StartError};
 use crate::metrics::{Registry, SeriesLimit};
@@ -169,6 +170,24 @@ fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Res
         }
         None => log::info!(
             "FLUXBASE_STORAGE_PROVIDER is not local and --storage.path is not set: no storage root to check"
+        ),
+    }
+    match &config.fluxbase_api {
+        Some(settings) => {
+            log::info!(url = settings.health_url.as_str(); "checking Fluxbase's API");
+            let worker = ApiWorker::new(
+                settings.clone(),
+                config.checks.interval,
+                config.checks.timeout,
+                fluxbase_api::Outputs {
+                    exporter: Arc::clone(&shared.exporter),
+                    health: Arc::clone(&shared.health),
+                },
+            );
+            workers.spawn(worker).map_err(RunError::Startup)?;
+        }
+        None => log::info!(
+            "no Fluxbase API to check: set --fluxbase.url, or Fluxbase's server.address (FLUXBASE_SERVER_ADDRESS or its configuration file)"
         ),
     }
     Ok(())

@@ -12,6 +12,8 @@ use crate::build_info;
 use crate::database::DatabaseSettings;
 use crate::database::settings;
 use crate::duration;
+use crate::fluxbase_api::ApiSettings;
+use crate::fluxbase_config::{FluxbaseConfig, Layered, SettingOrigin, StartupReport};
 use crate::http::auth::BearerToken;
 use crate::logging::LogFormat;
 use crate::storage::StorageSettings;
@@ -136,6 +138,26 @@ pub struct Flags {
         value_name = "LEVEL"
     )]
     pub log_level: Option<String>,
+
+    /// Fluxbase's API base URL, whose GET /health is checked as the service `api` [default:
+    /// built from Fluxbase's server.address (FLUXBASE_SERVER_ADDRESS or its file) when set].
+    #[arg(
+        long = "fluxbase.url",
+        env = "FLUXBASE_EXPORTER_FLUXBASE_URL",
+        value_name = "URL"
+    )]
+    pub fluxbase_url: Option<String>,
+
+    /// Fluxbase's own YAML configuration file, read under its FLUXBASE_* environment; an empty
+    /// value reads none [default: the first that exists of ./fluxbase.yaml, ./fluxbase.yml,
+    /// ./config/fluxbase.yaml, ./config/fluxbase.yml, /etc/fluxbase/fluxbase.yaml,
+    /// /etc/fluxbase/fluxbase.yml].
+    #[arg(
+        long = "fluxbase.config",
+        env = "FLUXBASE_EXPORTER_FLUXBASE_CONFIG",
+        value_name = "FILE"
+    )]
+    pub fluxbase_config: Option<String>,
 
     /// PostgreSQL connection of the Fluxbase database: a postgres:// URL or a key=value string
     /// [default: built from FLUXBASE_DATABASE_* when any is set; else no database].
@@ -307,6 +329,10 @@ pub struct Config {
     /// `None`: Fluxbase stores objects elsewhere (S3), so there is no local root to watch.
     pub storage: Option<StorageSettings>,
     pub events: EventsConfig,
+    /// Fluxbase's API, checked as the service `api`; `None` when no URL is known.
+    pub fluxbase_api: Option<ApiSettings>,
+    /// Where each setting came from, and warnings, for the start-up log.
+    pub startup: StartupReport,
 }
 
 /// Where Fluxbase's events come from.
@@ -381,10 +407,21 @@ impl Config {
     /// Validates parsed flags. `env` looks up the variables that are not flags
     /// (`FLUXBASE_EXPORTER_AUTH_TOKEN`, `FLUXBASE_DEBUG`); production passes the process
     /// environment, tests a map.
+    ///
+    /// Fluxbase's own settings (`FLUXBASE_*` but not `FLUXBASE_EXPORTER_*`) are looked up with
+    /// Fluxbase's precedence: its environment, else its configuration file, else its defaults
+    /// while a file is in use (`fluxbase_config`). Our flags beat all three.
     pub fn from_flags(
         flags: Flags,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let fluxbase = FluxbaseConfig::load(flags.fluxbase_config.as_deref().map(Path::new), &cwd)
+            .map_err(|err| ConfigError::new("--fluxbase.config", err.to_string()))?;
+        let process_env = env;
+        let layered = Layered::new(&fluxbase, process_env);
+        // From here on every lookup of a Fluxbase setting goes through its layers.
+        let env: &dyn Fn(&str) -> Option<String> = &|name| layered.get(name);
         let listen_address = parse_listen_address(&flags.web_listen_address)
             .map_err(|message| ConfigError::new("--web.listen-address", message))?;
         let telemetry_path = validate_telemetry_path(&flags.web_telemetry_path)
@@ -428,10 +465,20 @@ impl Config {
             check_timeout: checks.timeout,
             env,
         })
-        .map_err(|err| ConfigError::new(err.setting, err.message))?;
-        let storage = storage_settings(&flags, env)?;
+        .map_err(|err| ConfigError::new(&layered.describe(err.setting), err.message))?;
+        let mut warnings = fluxbase.warnings().to_vec();
+        let storage = storage_settings(&flags, env)?.map(|settings| {
+            place_storage_root(settings, &flags, &fluxbase, &layered, &cwd, &mut warnings)
+        });
         let events = events_config(&flags, database.is_some())?;
-        let level = log_level(flags.log_level.as_deref(), env)?;
+        let fluxbase_api = fluxbase_api(flags.fluxbase_url.as_deref(), &layered)?;
+        if let Some(warning) = console_format_warning(&events, &layered) {
+            warnings.push(warning);
+        }
+        let level = log_level(flags.log_level.as_deref(), env).map_err(|err| ConfigError {
+            setting: layered.describe(&err.setting),
+            ..err
+        })?;
         let format = flags
             .log_format
             .parse::<LogFormat>()
@@ -451,10 +498,173 @@ impl Config {
             max_series: flags.metrics_max_series,
             checks,
             database,
+            startup: startup_report(&flags, &fluxbase, &layered, process_env, warnings),
             storage,
             events,
+            fluxbase_api,
         })
     }
+}
+
+/// Fluxbase's API: `--fluxbase.url`, else built from Fluxbase's `server.address` when its
+/// environment or file sets it (or its default while a file is in use).
+fn fluxbase_api(
+    flag: Option<&str>,
+    layered: &Layered<'_>,
+) -> Result<Option<ApiSettings>, ConfigError> {
+    if let Some(url) = flag.filter(|url| !url.trim().is_empty()) {
+        return ApiSettings::from_url(url)
+            .map(Some)
+            .map_err(|message| ConfigError::new("--fluxbase.url", message));
+    }
+    const ADDRESS: &str = "FLUXBASE_SERVER_ADDRESS";
+    match layered.answer(ADDRESS) {
+        Some(answer) if !answer.value.trim().is_empty() => {
+            ApiSettings::from_server_address(&answer.value)
+                .map(Some)
+                .map_err(|message| ConfigError::new(&layered.describe(ADDRESS), message))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A relative storage root that came from Fluxbase's settings is relative to Fluxbase's working
+/// directory. It is placed there when the file's place tells it; otherwise it is taken relative
+/// to ours, with a warning saying so.
+fn place_storage_root(
+    mut settings: StorageSettings,
+    flags: &Flags,
+    fluxbase: &FluxbaseConfig,
+    layered: &Layered<'_>,
+    cwd: &Path,
+    warnings: &mut Vec<String>,
+) -> StorageSettings {
+    if flags.storage_path.is_some() || settings.root.is_absolute() {
+        return settings;
+    }
+    let relative = settings.root.clone();
+    let below = relative.strip_prefix(".").unwrap_or(&relative);
+    match (fluxbase.working_dir(), fluxbase.file()) {
+        (Some(working_dir), _) => settings.root = working_dir.join(below),
+        (None, Some(file)) => {
+            settings.root = cwd.join(below);
+            warnings.push(format!(
+                "the storage root {} ({}) is relative to Fluxbase's working directory, which {} does not tell: checking {} instead; set --storage.path if Fluxbase runs elsewhere",
+                relative.display(),
+                layered.describe("FLUXBASE_STORAGE_LOCAL_PATH"),
+                file.display(),
+                settings.root.display()
+            ));
+        }
+        // No file: as before, the path is taken as given (Fluxbase's environment is shared).
+        (None, None) => {}
+    }
+    settings
+}
+
+/// A warning when Fluxbase's events are followed from a file but Fluxbase is set to write
+/// console lines, which carry none of the JSON fields the events need.
+fn console_format_warning(events: &EventsConfig, layered: &Layered<'_>) -> Option<String> {
+    if events.files.is_empty() {
+        return None;
+    }
+    const FORMAT: &str = "FLUXBASE_LOGGING_CONSOLE_FORMAT";
+    let answer = layered.answer(FORMAT)?;
+    if answer.value.trim().eq_ignore_ascii_case("json") {
+        return None;
+    }
+    Some(format!(
+        "--events.file follows Fluxbase's JSON log lines, but Fluxbase writes {:?} lines ({}): set logging.console_format: json (or FLUXBASE_LOGGING_CONSOLE_FORMAT=json) for Fluxbase",
+        answer.value,
+        layered.describe(FORMAT)
+    ))
+}
+
+/// Where each setting came from: the file in use, the exporter's own flags that stand in for
+/// Fluxbase's settings, then every Fluxbase setting that was read.
+fn startup_report(
+    flags: &Flags,
+    fluxbase: &FluxbaseConfig,
+    layered: &Layered<'_>,
+    process_env: &dyn Fn(&str) -> Option<String>,
+    warnings: Vec<String>,
+) -> StartupReport {
+    // clap reads the variable only when the flag is absent: equal values mean the variable.
+    let own = |setting: &str, variable: &str, given: &str, value: String| SettingOrigin {
+        setting: setting.to_owned(),
+        value,
+        source: if process_env(variable).as_deref() == Some(given) {
+            format!("environment {variable}")
+        } else {
+            "flag".to_owned()
+        },
+    };
+    let mut origins = Vec::new();
+    origins.push(match (&flags.fluxbase_config, fluxbase.file()) {
+        (Some(given), _) => own(
+            "--fluxbase.config",
+            "FLUXBASE_EXPORTER_FLUXBASE_CONFIG",
+            given,
+            if given.is_empty() {
+                "(none: the search is off)".to_owned()
+            } else {
+                given.clone()
+            },
+        ),
+        (None, file) => SettingOrigin {
+            setting: "--fluxbase.config".to_owned(),
+            value: file.map_or_else(|| "(none found)".to_owned(), |f| f.display().to_string()),
+            source: "Fluxbase's search list".to_owned(),
+        },
+    });
+    if let Some(url) = &flags.database_url {
+        origins.push(own(
+            "--database.url",
+            "FLUXBASE_EXPORTER_DATABASE_URL",
+            url,
+            "(hidden)".to_owned(),
+        ));
+    }
+    if let Some(path) = &flags.database_password_file {
+        let text = path.to_string_lossy();
+        origins.push(own(
+            "--database.password-file",
+            "FLUXBASE_EXPORTER_DATABASE_PASSWORD_FILE",
+            &text,
+            text.to_string(),
+        ));
+    }
+    if let Some(path) = &flags.storage_path {
+        let text = path.to_string_lossy();
+        origins.push(own(
+            "--storage.path",
+            "FLUXBASE_EXPORTER_STORAGE_PATH",
+            &text,
+            text.to_string(),
+        ));
+    }
+    if let Some(url) = &flags.fluxbase_url {
+        origins.push(own(
+            "--fluxbase.url",
+            "FLUXBASE_EXPORTER_FLUXBASE_URL",
+            url,
+            url.clone(),
+        ));
+    }
+    // Every Fluxbase setting the exporter can take from Fluxbase, also those no consumer read
+    // (Fluxbase's defaults, while a file is in use), except those our flags replace.
+    for (key, _) in crate::fluxbase_config::DEFAULTS {
+        let replaced = (flags.database_url.is_some()
+            && key.starts_with("database.")
+            && *key != "database.max_connections")
+            || (flags.storage_path.is_some() && *key == "storage.local_path")
+            || (flags.fluxbase_url.is_some() && *key == "server.address");
+        if !replaced {
+            layered.answer(&crate::fluxbase_config::variable_name(key));
+        }
+    }
+    origins.extend(layered.origins());
+    StartupReport { origins, warnings }
 }
 
 /// The storage root: the flag, else Fluxbase's own setting, else Fluxbase's default; none when
@@ -905,5 +1115,262 @@ mod tests {
             LogFormat::Logfmt
         );
         assert!(error(&["--log.format", "xml"], &[]).starts_with("invalid --log.format: "));
+    }
+
+    /// A Fluxbase configuration file in its own directory, removed when dropped.
+    struct FluxbaseFile {
+        dir: PathBuf,
+        path: PathBuf,
+    }
+
+    impl FluxbaseFile {
+        fn new(name: &str, text: &str) -> FluxbaseFile {
+            let dir =
+                std::env::temp_dir().join(format!("fxe-config-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("fluxbase.yaml");
+            std::fs::write(&path, text).unwrap();
+            FluxbaseFile { dir, path }
+        }
+
+        fn arg(&self) -> &str {
+            self.path.to_str().unwrap()
+        }
+    }
+
+    impl Drop for FluxbaseFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    const FILE: &str = "server:\n  address: \"0.0.0.0:8181\"\ndatabase:\n  host: file-db\n  port: 6000\n  user: file_user\n  password: file-secret\n  database: file_db\n  ssl_mode: disable\nstorage:\n  local_path: /srv/fluxbase/storage\ndebug: true\nlogging:\n  console_format: json\n";
+
+    #[test]
+    fn fluxbases_file_feeds_every_setting_its_environment_beats_it_and_flags_beat_both() {
+        let file = FluxbaseFile::new("layers", FILE);
+        let base = ["--fluxbase.config", file.arg()];
+        let from_file = config(&base, &[]).unwrap();
+        assert_eq!(
+            from_file.database.as_ref().unwrap().target(),
+            "file_user@file-db:6000/file_db"
+        );
+        assert_eq!(
+            from_file.storage.as_ref().unwrap().root,
+            PathBuf::from("/srv/fluxbase/storage")
+        );
+        assert_eq!(
+            from_file.fluxbase_api.as_ref().unwrap().health_url,
+            "http://127.0.0.1:8181/health"
+        );
+        assert_eq!(from_file.log.level, log::LevelFilter::Debug);
+        assert!(
+            from_file.startup.warnings.is_empty(),
+            "{:?}",
+            from_file.startup
+        );
+
+        // Fluxbase's environment beats its file, key by key.
+        let env = [
+            ("FLUXBASE_DATABASE_HOST", "env-db"),
+            ("FLUXBASE_STORAGE_LOCAL_PATH", "/env/storage"),
+            ("FLUXBASE_SERVER_ADDRESS", "fluxbase.internal:9000"),
+            ("FLUXBASE_DEBUG", "false"),
+        ];
+        let from_env = config(&base, &env).unwrap();
+        assert_eq!(
+            from_env.database.as_ref().unwrap().target(),
+            "file_user@env-db:6000/file_db"
+        );
+        assert_eq!(
+            from_env.storage.as_ref().unwrap().root,
+            PathBuf::from("/env/storage")
+        );
+        assert_eq!(
+            from_env.fluxbase_api.as_ref().unwrap().base_url,
+            "http://fluxbase.internal:9000"
+        );
+        assert_eq!(from_env.log.level, log::LevelFilter::Info);
+
+        // Our flags beat both.
+        let mut args = base.to_vec();
+        args.extend([
+            "--database.url",
+            "postgres://flag@flag-db:7000/flag_db",
+            "--storage.path",
+            "/flag/storage",
+            "--fluxbase.url",
+            "http://flag:1234/",
+            "--log.level",
+            "warn",
+        ]);
+        let from_flags = config(&args, &env).unwrap();
+        assert_eq!(
+            from_flags.database.as_ref().unwrap().target(),
+            "flag@flag-db:7000/flag_db"
+        );
+        assert_eq!(
+            from_flags.storage.as_ref().unwrap().root,
+            PathBuf::from("/flag/storage")
+        );
+        assert_eq!(
+            from_flags.fluxbase_api.unwrap().health_url,
+            "http://flag:1234/health"
+        );
+        assert_eq!(from_flags.log.level, log::LevelFilter::Warn);
+    }
+
+    #[test]
+    fn the_start_up_report_says_where_each_setting_came_from_and_never_shows_a_password() {
+        let file = FluxbaseFile::new("origins", FILE);
+        let loaded = config(
+            &["--fluxbase.config", file.arg()],
+            &[("FLUXBASE_DATABASE_PORT", "6001")],
+        )
+        .unwrap();
+        let lines: Vec<String> = loaded
+            .startup
+            .origins
+            .iter()
+            .map(|o| format!("{}={} ({})", o.setting, o.value, o.source))
+            .collect();
+        let from_file = format!("file {}", file.path.display());
+        for expected in [
+            format!("--fluxbase.config={} (flag)", file.path.display()),
+            format!("database.host=file-db ({from_file})"),
+            "FLUXBASE_DATABASE_PORT=6001 (environment FLUXBASE_DATABASE_PORT)".to_owned(),
+            format!("database.password=(hidden) ({from_file})"),
+            "database.max_connections=50 (Fluxbase default)".to_owned(),
+            format!("server.address=0.0.0.0:8181 ({from_file})"),
+            format!("debug=true ({from_file})"),
+        ] {
+            assert!(lines.contains(&expected), "{expected} not in {lines:#?}");
+        }
+        let rendered = format!("{loaded:?}");
+        assert!(!rendered.contains("file-secret"), "{rendered}");
+    }
+
+    #[test]
+    fn a_relative_storage_path_from_a_file_elsewhere_is_placed_with_a_warning() {
+        let file = FluxbaseFile::new("relative", "storage:\n  local_path: ./data\n");
+        let loaded = config(&["--fluxbase.config", file.arg()], &[]).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(loaded.storage.unwrap().root, cwd.join("data"));
+        assert_eq!(
+            loaded.startup.warnings,
+            [format!(
+                "the storage root ./data (storage.local_path (file {})) is relative to Fluxbase's working directory, which {} does not tell: checking {} instead; set --storage.path if Fluxbase runs elsewhere",
+                file.path.display(),
+                file.path.display(),
+                cwd.join("data").display()
+            )]
+        );
+        // Given as a flag, a relative path is the user's to place.
+        let flagged = config(
+            &["--fluxbase.config", file.arg(), "--storage.path", "rel"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(flagged.storage.unwrap().root, PathBuf::from("rel"));
+        assert!(flagged.startup.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_used_names_itself() {
+        let file = FluxbaseFile::new("broken", "database:\n  host: [x\n");
+        let message = error(&["--fluxbase.config", file.arg()], &[]);
+        assert!(
+            message.starts_with(&format!(
+                "invalid --fluxbase.config: {} does not parse as YAML: ",
+                file.path.display()
+            )),
+            "{message}"
+        );
+        let bad_address = FluxbaseFile::new("address", "server:\n  address: \"8080\"\n");
+        assert_eq!(
+            error(&["--fluxbase.config", bad_address.arg()], &[]),
+            format!(
+                "invalid server.address (file {}): \"8080\" is not HOST:PORT or :PORT",
+                bad_address.path.display()
+            )
+        );
+        let bad_debug = FluxbaseFile::new("debug", "debug: sometimes\n");
+        assert_eq!(
+            error(&["--fluxbase.config", bad_debug.arg()], &[]),
+            format!(
+                "invalid debug (file {}): \"sometimes\" is not true or false",
+                bad_debug.path.display()
+            )
+        );
+        let bad_port = FluxbaseFile::new("port", "database:\n  port: many\n");
+        assert!(
+            error(&["--fluxbase.config", bad_port.arg()], &[]).starts_with(&format!(
+                "invalid database.port (file {}): ",
+                bad_port.path.display()
+            )),
+        );
+        assert_eq!(
+            error(&["--fluxbase.url", "localhost:8080"], &[]),
+            "invalid --fluxbase.url: \"localhost:8080\" is not an http:// or https:// URL"
+        );
+    }
+
+    #[test]
+    fn the_api_url_comes_from_fluxbases_server_address() {
+        assert!(config(&[], &[]).unwrap().fluxbase_api.is_none());
+        assert_eq!(
+            config(&[], &[("FLUXBASE_SERVER_ADDRESS", ":8080")])
+                .unwrap()
+                .fluxbase_api
+                .unwrap()
+                .health_url,
+            "http://127.0.0.1:8080/health"
+        );
+        // With a file in use and no address in it, Fluxbase listens on its default.
+        let file = FluxbaseFile::new("default-address", "debug: false\n");
+        assert_eq!(
+            config(&["--fluxbase.config", file.arg()], &[])
+                .unwrap()
+                .fluxbase_api
+                .unwrap()
+                .health_url,
+            "http://127.0.0.1:8080/health"
+        );
+    }
+
+    #[test]
+    fn following_events_while_fluxbase_logs_console_lines_is_warned_about() {
+        let console = FluxbaseFile::new("console", "storage:\n  local_path: /srv/storage\n");
+        let loaded = config(
+            &[
+                "--fluxbase.config",
+                console.arg(),
+                "--events.file",
+                "/var/log/fluxbase.log",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.startup.warnings,
+            [
+                "--events.file follows Fluxbase's JSON log lines, but Fluxbase writes \"console\" lines (logging.console_format (Fluxbase default)): set logging.console_format: json (or FLUXBASE_LOGGING_CONSOLE_FORMAT=json) for Fluxbase"
+            ]
+        );
+        let json = config(
+            &[
+                "--fluxbase.config",
+                console.arg(),
+                "--events.file",
+                "/var/log/fluxbase.log",
+            ],
+            &[("FLUXBASE_LOGGING_CONSOLE_FORMAT", "json")],
+        )
+        .unwrap();
+        assert!(json.startup.warnings.is_empty());
+        // Without any of Fluxbase's settings, nothing is known and nothing is said.
+        let unknown = config(&["--events.file", "/var/log/fluxbase.log"], &[]).unwrap();
+        assert!(unknown.startup.warnings.is_empty());
     }
 }

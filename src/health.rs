@@ -85,15 +85,18 @@ pub struct HealthBoard {
     pub database: Published<Option<CheckReport>>,
     pub realtime: Published<Option<CheckReport>>,
     pub storage: Published<Option<CheckReport>>,
+    /// Fluxbase's API, as its own `GET /health` answers.
+    pub api: Published<Option<CheckReport>>,
 }
 
 impl HealthBoard {
-    /// The verdict of every checked service at `now`, in Fluxbase's order.
+    /// The verdict of every checked service at `now`, in Fluxbase's order, then `api`.
     pub fn services(&self, now: Instant) -> Vec<(&'static str, ServiceHealth)> {
         [
             ("database", &self.database),
             ("realtime", &self.realtime),
             ("storage", &self.storage),
+            ("api", &self.api),
         ]
         .into_iter()
         .filter_map(|(name, slot)| {

@@ -14,6 +14,8 @@ pub mod database;
 pub mod duration;
 pub mod events;
 pub mod families;
+pub mod fluxbase_api;
+pub mod fluxbase_config;
 pub mod health;
 pub mod healthcheck;
 pub mod http;

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         }
     };
     logging::init(config.log.level, config.log.format);
+    config.startup.log();
     match fluxbase_exporter::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

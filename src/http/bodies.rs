@@ -231,6 +231,9 @@ pub struct Services {
     pub realtime: Option<ServiceBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage: Option<ServiceBody>,
+    /// Fluxbase's API, as its own `GET /health` answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<ServiceBody>,
 }
 
 #[derive(Debug, Serialize)]
@@ -264,6 +267,7 @@ impl SystemHealth {
             let slot = match name {
                 "database" => &mut body.database,
                 "realtime" => &mut body.realtime,
+                "api" => &mut body.api,
                 _ => &mut body.storage,
             };
             *slot = Some(service.into());
