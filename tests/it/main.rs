@@ -9,6 +9,7 @@ mod docs;
 mod events;
 mod hostile;
 mod http_surface;
+mod kubernetes;
 mod operations;
 mod promtool;
 mod properties;
