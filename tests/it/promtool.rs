@@ -198,10 +198,13 @@ fn every_dashboard_panel_has_the_one_unit_its_queries_have() {
     assert_eq!(unit_class("max(fluxbase_db_connections)"), "count");
 }
 
+/// A query's expected result: (labels, value) per series.
+type Samples = &'static [(&'static str, f64)];
+
 /// What each dashboard query gives over the fleet of `deploy/recording-rules.test.yml` (a
 /// leads; b overlaps a's gauges as during a change of leader; c follows) plus the series below,
 /// at 10 minutes: (panel title, refId, [(labels, value)]).
-const FLEET_TRUTH: &[(&str, &str, &[(&str, f64)])] = &[
+const FLEET_TRUTH: &[(&str, &str, Samples)] = &[
     (
         "Request Rate",
         "A",
