@@ -518,3 +518,234 @@ fn the_dashboard_gives_the_truth_over_a_fleet_of_three_in_prometheus() {
     std::fs::write(dir.path.join("fleet.test.yml"), file).unwrap();
     promtool_passes(&dir.path, &["test", "rules", "fleet.test.yml"]);
 }
+
+/// A child process killed and reaped when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// An instant query against the Prometheus at `api`: each series' labels and value; `None`
+/// until Prometheus answers.
+fn query(api: std::net::SocketAddr, promql: &str) -> Option<Vec<(serde_json::Value, f64)>> {
+    let mut stream = std::net::TcpStream::connect(api).ok()?;
+    stream
+        .set_read_timeout(Some(crate::harness::DEADLINE))
+        .ok()?;
+    stream
+        .write_all(
+            format!(
+                "GET /api/v1/query?query={} HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
+                percent_encode(promql)
+            )
+            .as_bytes(),
+        )
+        .ok()?;
+    let body: serde_json::Value =
+        serde_json::from_slice(&crate::harness::read_response(&mut stream, true)?.body).ok()?;
+    assert_eq!(body["status"], "success", "{promql}: {body}");
+    Some(
+        body["data"]["result"]
+            .as_array()?
+            .iter()
+            .filter_map(|r| {
+                let value = r["value"][1].as_str()?.parse().ok()?;
+                Some((r["metric"].clone(), value))
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn a_real_prometheus_over_three_exporters_gives_the_dashboards_per_instance_truth() {
+    // Three exporters, each following its own replica's log, as sidecars do; a real Prometheus
+    // scrapes them with the recording rules loaded; the dashboard's own expressions then give
+    // the fed traffic's shape: a logs twice as fast as b and c, one request in four is a 500,
+    // every request takes 30 ms.
+    let dir = crate::harness::TempDir::new("fleet-prometheus");
+    let logs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let log = dir.path.join(format!("{name}.log"));
+            std::fs::write(&log, "").unwrap();
+            log
+        })
+        .collect();
+    let exporters: Vec<Exporter> = logs
+        .iter()
+        .map(|log| {
+            Exporter::start(&[
+                "--events.file",
+                log.to_str().unwrap(),
+                "--events.poll-interval",
+                "100ms",
+            ])
+        })
+        .collect();
+    let port = crate::postgres::free_port();
+    let targets: Vec<String> = exporters.iter().map(|e| format!("'{}'", e.addr)).collect();
+    let config = dir.path.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+             scrape_configs:\n  - job_name: fluxbase-exporter\n    static_configs:\n      - targets: [{}]\n",
+            repo("deploy/recording-rules.yml").display(),
+            targets.join(", ")
+        ),
+    )
+    .unwrap();
+    let prometheus_binary = ["prometheus", "/usr/bin/prometheus"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("Prometheus is needed: make test installs Debian's prometheus package");
+    let _prometheus = Reaped(
+        Command::new(prometheus_binary)
+            .args([
+                &format!("--config.file={}", config.display()),
+                &format!("--storage.tsdb.path={}", dir.path.join("data").display()),
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let api: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let up = |api| query(api, "sum(up{job=\"fluxbase-exporter\"})");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while up(api).and_then(|r| r.first().map(|s| s.1)) != Some(3.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Prometheus never scraped all three exporters"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // 160 ticks of 50 ms: a writes two lines a tick, b and c one.
+    let mut files: Vec<std::fs::File> = logs
+        .iter()
+        .map(|log| std::fs::OpenOptions::new().append(true).open(log).unwrap())
+        .collect();
+    let started = std::time::Instant::now();
+    let mut written = [0u64; 3];
+    for tick in 0..160u64 {
+        for (i, file) in files.iter_mut().enumerate() {
+            for _ in 0..if i == 0 { 2 } else { 1 } {
+                let status = if written[i] % 4 == 3 { 500 } else { 200 };
+                writeln!(
+                    file,
+                    r#"{{"message":"HTTP request","method":"GET","path":"/api/v1/tables/users","status":{status},"duration_ms":30,"response_bytes":10,"time":{}}}"#,
+                    1_700_000_000 + written[i]
+                )
+                .unwrap();
+                written[i] += 1;
+            }
+        }
+        let due = started + std::time::Duration::from_millis(50 * (tick + 1));
+        std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+    }
+    let total: u64 = written.iter().sum();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let seen =
+            query(api, "sum(fluxbase_http_requests_total)").and_then(|r| r.first().map(|s| s.1));
+        let recorded = query(api, "count(instance_status:fluxbase_http_requests:rate5m)")
+            .and_then(|r| r.first().map(|s| s.1));
+        if seen == Some(total as f64) && recorded == Some(6.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Prometheus saw {seen:?} of {total} requests, {recorded:?} recorded series"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    let dashboard = dashboard();
+    let expr = |title: &str, ref_id: &str, instance: &str| -> String {
+        dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["title"] == title)
+            .and_then(|p| {
+                p["targets"]
+                    .as_array()?
+                    .iter()
+                    .find(|t| t["refId"] == ref_id)
+            })
+            .and_then(|t| t["expr"].as_str())
+            .unwrap_or_else(|| panic!("{title} {ref_id}"))
+            .replace("$instance", instance)
+    };
+    // Per instance, under each exporter's own address: a about twice b, c about b.
+    let by_instance = query(api, &expr("Request Rate by Instance", "A", ".*")).unwrap();
+    let rate_of = |addr: std::net::SocketAddr| -> f64 {
+        by_instance
+            .iter()
+            .find(|(labels, _)| labels["instance"] == addr.to_string())
+            .unwrap_or_else(|| panic!("no series for {addr}: {by_instance:?}"))
+            .1
+    };
+    let (a, b, c) = (
+        rate_of(exporters[0].addr),
+        rate_of(exporters[1].addr),
+        rate_of(exporters[2].addr),
+    );
+    assert_eq!(by_instance.len(), 3, "{by_instance:?}");
+    assert!(b > 0.0, "{by_instance:?}");
+    assert!((1.5..=2.5).contains(&(a / b)), "a/b = {}", a / b);
+    assert!((0.75..=1.33).contains(&(c / b)), "c/b = {}", c / b);
+    // The instance variable narrows it to one.
+    let one = query(
+        api,
+        &expr(
+            "Request Rate by Instance",
+            "A",
+            &exporters[1].addr.to_string(),
+        ),
+    )
+    .unwrap();
+    assert_eq!(one.len(), 1, "{one:?}");
+    // Status classes over the fleet, and the 5xx ratio: one in four.
+    let statuses = query(api, &expr("Request Rate", "A", ".*")).unwrap();
+    let mut classes: Vec<String> = statuses
+        .iter()
+        .map(|(labels, _)| labels["status"].as_str().unwrap_or("").to_owned())
+        .collect();
+    classes.sort();
+    assert_eq!(classes, ["2xx", "5xx"]);
+    let ratio = query(api, &expr("Error Rate", "A", ".*")).unwrap()[0].1;
+    assert!((ratio - 0.25).abs() < 0.05, "5xx ratio {ratio}");
+    // Every request in (25 ms, 50 ms]: P95 and P99 by linear interpolation inside it.
+    let p95 = query(api, &expr("P95 Latency", "A", ".*")).unwrap()[0].1;
+    let p99 = query(api, &expr("P95 Latency", "B", ".*")).unwrap()[0].1;
+    assert!((p95 - 0.04875).abs() < 1e-9, "p95 {p95}");
+    assert!((p99 - 0.04975).abs() < 1e-9, "p99 {p99}");
+    // Exporter Health: up for each of the three.
+    let health = query(api, &expr("Exporter Health", "A", ".*")).unwrap();
+    assert_eq!(health.len(), 3, "{health:?}");
+    assert!(health.iter().all(|(_, v)| *v == 1.0), "{health:?}");
+}
