@@ -249,3 +249,43 @@ fn the_prometheus_rule_is_generated_from_the_rule_files_and_its_groups_pass_prom
         }
     }
 }
+
+/// Flags the sidecar uses that issue 11 adds (reading Fluxbase's own metrics endpoint and
+/// `/health`); they join README's configuration table when its branch is merged.
+const FLAGS_FROM_ISSUE_11: &[&str] = &["--fluxbase.metrics-url", "--fluxbase.url"];
+
+#[test]
+fn every_flag_and_variable_the_sidecar_sets_is_one_the_exporter_documents() {
+    let readme = read("README.md");
+    let sidecars = values_sidecars();
+    let mut flags = 0;
+    for arg in sidecars
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- --"))
+    {
+        let flag = format!("--{}", arg.split('=').next().unwrap_or(arg));
+        flags += 1;
+        if FLAGS_FROM_ISSUE_11.contains(&flag.as_str()) {
+            continue;
+        }
+        assert!(
+            readme.contains(&format!("| `{flag}` |")),
+            "the sidecar sets {flag}, which README's configuration table lacks"
+        );
+    }
+    assert!(flags >= 5);
+    let mut variables = 0;
+    for name in sidecars
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- name: FLUXBASE_"))
+    {
+        variables += 1;
+        // FLUXBASE_DATABASE_HOST and friends are named in the README as `_HOST` after the first.
+        let suffix = name.strip_prefix("DATABASE").unwrap_or(name);
+        assert!(
+            readme.contains(&format!("FLUXBASE_{name}")) || readme.contains(&format!("`{suffix}`")),
+            "the sidecar sets FLUXBASE_{name}, which the exporter does not read"
+        );
+    }
+    assert_eq!(variables, 7);
+}
