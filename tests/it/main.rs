@@ -10,6 +10,7 @@ mod events;
 mod fluxbase_api;
 mod hostile;
 mod http_surface;
+mod kubernetes;
 mod operations;
 mod promtool;
 mod properties;
