@@ -254,6 +254,16 @@ pub struct Flags {
     )]
     pub events_poll_interval: String,
 
+    /// Fluxbase's own metrics endpoint, passed through for the families it counts itself
+    /// [default: http://127.0.0.1:<FLUXBASE_METRICS_PORT or 9090><FLUXBASE_METRICS_PATH or
+    /// /metrics> when any FLUXBASE_METRICS_* is set; else none].
+    #[arg(
+        long = "fluxbase.metrics-url",
+        env = "FLUXBASE_EXPORTER_FLUXBASE_METRICS_URL",
+        value_name = "URL"
+    )]
+    pub fluxbase_metrics_url: Option<String>,
+
     /// How often each check runs; a failed check is retried no later than this.
     #[arg(
         long = "check.interval",
@@ -306,6 +316,8 @@ pub struct Config {
     /// `None`: Fluxbase stores objects elsewhere (S3), so there is no local root to watch.
     pub storage: Option<StorageSettings>,
     pub events: EventsConfig,
+    /// Fluxbase's own metrics endpoint; `None`: no upstream, every family is our own.
+    pub fluxbase_metrics_url: Option<String>,
 }
 
 /// Where Fluxbase's events come from.
@@ -430,6 +442,9 @@ impl Config {
         .map_err(|err| ConfigError::new(err.setting, err.message))?;
         let storage = storage_settings(&flags, env)?;
         let events = events_config(&flags, database.is_some())?;
+        let fluxbase_metrics_url =
+            crate::upstream::metrics_url(flags.fluxbase_metrics_url.as_deref(), env)
+                .map_err(|(setting, message)| ConfigError::new(setting, message))?;
         let level = log_level(flags.log_level.as_deref(), env)?;
         let format = flags
             .log_format
@@ -452,6 +467,7 @@ impl Config {
             database,
             storage,
             events,
+            fluxbase_metrics_url,
         })
     }
 }

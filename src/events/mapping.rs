@@ -220,6 +220,14 @@ impl Ingest {
     }
 
     fn http_request(&mut self, request: &HttpRequest<'_>, time: f64) {
+        // With Fluxbase's own endpoint configured, its HTTP and rate-limit families come from
+        // there (upstream::merge): only the storage operation is counted here.
+        if self.fluxbase.fed_from_upstream() {
+            if let Some(storage) = storage_operation(&request.method, &request.path) {
+                self.storage_operation(storage, request);
+            }
+            return;
+        }
         let class = labels::status_class(request.status);
         self.key.clear();
         self.key.push_str(&request.method);
@@ -355,6 +363,11 @@ impl Ingest {
     }
 
     fn security_event(&mut self, event: &SecurityEvent<'_>, time: f64) {
+        // Every family a security event feeds (auth, rate limits) comes from Fluxbase's own
+        // endpoint when one is configured.
+        if self.fluxbase.fed_from_upstream() {
+            return;
+        }
         let fluxbase = &self.fluxbase;
         let method = if event.sso { "sso" } else { "password" };
         match event.event_type.as_ref() {

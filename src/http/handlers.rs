@@ -275,6 +275,7 @@ mod tests {
             database: Arc::new(Published::new(DatabaseStatus::default())),
             storage_scan: Arc::new(Published::new(None)),
             event_sources: Vec::new(),
+            upstream: None,
             started: Instant::now(),
             auth_token: token.and_then(BearerToken::new),
             telemetry_path: "/metrics".to_owned(),
