@@ -211,7 +211,7 @@ impl Parser {
 
     fn sample(&mut self, line: &str) -> Result<(), String> {
         let name_end = line
-            .find(|c: char| c == '{' || c == ' ' || c == '\t')
+            .find(['{', ' ', '\t'])
             .unwrap_or(line.len());
         let name = &line[..name_end];
         if !is_metric_name(name) {
