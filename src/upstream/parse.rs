@@ -210,9 +210,7 @@ impl Parser {
     }
 
     fn sample(&mut self, line: &str) -> Result<(), String> {
-        let name_end = line
-            .find(['{', ' ', '\t'])
-            .unwrap_or(line.len());
+        let name_end = line.find(['{', ' ', '\t']).unwrap_or(line.len());
         let name = &line[..name_end];
         if !is_metric_name(name) {
             return Err(format!("invalid metric name {name:?}"));

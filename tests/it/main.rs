@@ -12,4 +12,6 @@ mod http_surface;
 mod operations;
 mod promtool;
 mod properties;
+mod standin;
 mod storage;
+mod upstream;
