@@ -26,120 +26,147 @@ pub enum Origin {
 pub struct Row {
     pub family: &'static FamilyDesc,
     pub with_upstream: Origin,
+    /// Where the exporter's own figures come from (its source without an upstream, and with
+    /// one for [`Origin::Own`]).
+    pub own_source: &'static str,
     /// The HELP text of a passed-through family: the reference's, which is Fluxbase's own,
     /// plus where it comes from. Empty for the others (their catalogue HELP stays).
     pub help: &'static str,
 }
 
-const fn own(family: &'static FamilyDesc) -> Row {
+const fn own(family: &'static FamilyDesc, own_source: &'static str) -> Row {
     Row {
         family,
         with_upstream: Origin::Own,
+        own_source,
         help: "",
     }
 }
 
-const fn passed(family: &'static FamilyDesc, help: &'static str) -> Row {
+const fn passed(family: &'static FamilyDesc, own_source: &'static str, help: &'static str) -> Row {
     Row {
         family,
         with_upstream: Origin::PassThrough,
+        own_source,
         help,
     }
 }
+
+const LOGS: &str = "event sources (logs, `logging.entries`)";
+const NOTHING: &str = "nothing outside Fluxbase knows it (HELP and TYPE only)";
+const STATEMENTS: &str = "database (`pg_stat_statements`)";
+const ACTIVITY: &str = "database (`pg_stat_activity`, Fluxbase's pool setting)";
+const JOBS: &str = "database (`jobs.queue`, `jobs.workers`)";
 
 /// Every Fluxbase family, in the catalogue's order ([`catalog::FLUXBASE`]).
 pub const TABLE: &[Row] = &[
     passed(
         &catalog::HTTP_REQUESTS_TOTAL,
+        LOGS,
         "Total number of HTTP requests (Fluxbase's own count, from its metrics endpoint)",
     ),
     passed(
         &catalog::HTTP_REQUEST_DURATION_SECONDS,
+        LOGS,
         "HTTP request latency in seconds (Fluxbase's own, from its metrics endpoint)",
     ),
     passed(
         &catalog::HTTP_REQUEST_SIZE_BYTES,
+        NOTHING,
         "HTTP request size in bytes (Fluxbase's own, from its metrics endpoint)",
     ),
     passed(
         &catalog::HTTP_RESPONSE_SIZE_BYTES,
+        LOGS,
         "HTTP response size in bytes (Fluxbase's own, from its metrics endpoint)",
     ),
     passed(
         &catalog::HTTP_REQUESTS_IN_FLIGHT,
+        NOTHING,
         "Current number of HTTP requests being processed (Fluxbase's own, from its metrics \
          endpoint)",
     ),
-    own(&catalog::DB_QUERIES_TOTAL),
-    own(&catalog::DB_QUERY_DURATION_SECONDS),
-    own(&catalog::DB_CONNECTIONS),
-    own(&catalog::DB_CONNECTIONS_IDLE),
-    own(&catalog::DB_CONNECTIONS_MAX),
+    own(&catalog::DB_QUERIES_TOTAL, STATEMENTS),
+    own(&catalog::DB_QUERY_DURATION_SECONDS, STATEMENTS),
+    own(&catalog::DB_CONNECTIONS, ACTIVITY),
+    own(&catalog::DB_CONNECTIONS_IDLE, ACTIVITY),
+    own(&catalog::DB_CONNECTIONS_MAX, ACTIVITY),
     passed(
         &catalog::REALTIME_CONNECTIONS,
+        NOTHING,
         "Current number of WebSocket connections (Fluxbase's own, from its metrics endpoint; \
          updated when a connection comes or goes)",
     ),
     passed(
         &catalog::REALTIME_CHANNELS,
+        NOTHING,
         "Current number of active channels (Fluxbase's own, from its metrics endpoint; updated \
          when a connection comes or goes)",
     ),
     passed(
         &catalog::REALTIME_SUBSCRIPTIONS,
+        NOTHING,
         "Current number of subscriptions (Fluxbase's own, from its metrics endpoint; updated \
          when a connection comes or goes)",
     ),
     passed(
         &catalog::REALTIME_MESSAGES_TOTAL,
+        NOTHING,
         "Total number of realtime messages sent (Fluxbase's own count, from its metrics \
          endpoint)",
     ),
     passed(
         &catalog::REALTIME_CONNECTION_ERRORS_TOTAL,
+        NOTHING,
         "Total number of WebSocket connection errors (Fluxbase's own count, from its metrics \
          endpoint)",
     ),
-    own(&catalog::STORAGE_BYTES_TOTAL),
-    own(&catalog::STORAGE_OPERATIONS_TOTAL),
-    own(&catalog::STORAGE_OPERATION_DURATION_SECONDS),
+    own(&catalog::STORAGE_BYTES_TOTAL, LOGS),
+    own(&catalog::STORAGE_OPERATIONS_TOTAL, LOGS),
+    own(&catalog::STORAGE_OPERATION_DURATION_SECONDS, LOGS),
     passed(
         &catalog::AUTH_ATTEMPTS_TOTAL,
+        LOGS,
         "Total number of authentication attempts (Fluxbase's own count, from its metrics \
          endpoint)",
     ),
     passed(
         &catalog::AUTH_SUCCESS_TOTAL,
+        LOGS,
         "Total number of successful authentications (Fluxbase's own count, from its metrics \
          endpoint)",
     ),
     passed(
         &catalog::AUTH_FAILURE_TOTAL,
+        LOGS,
         "Total number of failed authentications (Fluxbase's own count, from its metrics \
          endpoint)",
     ),
     passed(
         &catalog::AUTH_TOKENS_ISSUED_TOTAL,
+        LOGS,
         "Total number of auth tokens issued (Fluxbase's own count, from its metrics endpoint: \
          access and refresh on each password sign-in)",
     ),
     passed(
         &catalog::RATE_LIMIT_HITS_TOTAL,
+        LOGS,
         "Total number of rate limit hits (Fluxbase's own count, from its metrics endpoint)",
     ),
     Row {
         family: &catalog::SYSTEM_UPTIME_SECONDS,
         with_upstream: Origin::UpstreamUptime,
+        own_source: "the exporter's own uptime (it cannot see Fluxbase's process)",
         help: "System uptime in seconds (Fluxbase's process, from its process_start_time_seconds, \
                exact at scrape time)",
     },
-    own(&catalog::JOBS_QUEUE_DEPTH),
-    own(&catalog::JOBS_PROCESSING),
-    own(&catalog::JOBS_COMPLETED_TOTAL),
-    own(&catalog::JOBS_FAILED_TOTAL),
-    own(&catalog::JOB_EXECUTION_DURATION_SECONDS),
-    own(&catalog::JOB_WORKERS_ACTIVE),
-    own(&catalog::JOB_WORKER_UTILIZATION),
+    own(&catalog::JOBS_QUEUE_DEPTH, JOBS),
+    own(&catalog::JOBS_PROCESSING, JOBS),
+    own(&catalog::JOBS_COMPLETED_TOTAL, JOBS),
+    own(&catalog::JOBS_FAILED_TOTAL, JOBS),
+    own(&catalog::JOB_EXECUTION_DURATION_SECONDS, JOBS),
+    own(&catalog::JOB_WORKERS_ACTIVE, JOBS),
+    own(&catalog::JOB_WORKER_UTILIZATION, JOBS),
 ];
 
 /// The row of the family named `name`, with its index in [`TABLE`].
@@ -152,20 +179,20 @@ pub fn row(name: &str) -> Option<(usize, &'static Row)> {
 
 /// The merge table as README shows it.
 pub fn markdown_table() -> String {
-    let mut table = String::from(
-        "| family | without `--fluxbase.metrics-url` | with an upstream |\n|---|---|---|\n",
-    );
+    let mut table =
+        String::from("| family | without an upstream | with an upstream |\n|---|---|---|\n");
     for row in TABLE {
         let with = match row.with_upstream {
-            Origin::Own => "the exporter's own (unchanged)",
-            Origin::PassThrough => "Fluxbase's own, passed through",
-            Origin::UpstreamUptime => "Fluxbase's uptime, from its `process_start_time_seconds`",
+            Origin::Own => "the same",
+            Origin::PassThrough => "**Fluxbase's endpoint**, passed through",
+            Origin::UpstreamUptime => {
+                "**Fluxbase's endpoint**: scrape time minus its `process_start_time_seconds`"
+            }
         };
-        let without = match row.with_upstream {
-            Origin::UpstreamUptime => "the exporter's uptime",
-            _ => "the exporter's own",
-        };
-        table.push_str(&format!("| `{}` | {without} | {with} |\n", row.family.name));
+        table.push_str(&format!(
+            "| `{}` | {} | {with} |\n",
+            row.family.name, row.own_source
+        ));
     }
     table
 }

@@ -139,7 +139,7 @@ pub fn uptime_seconds(start: Option<f64>, now: SystemTime) -> Option<f64> {
 }
 
 /// Appends one sample line `name{labels} value` in the text format.
-pub(crate) fn write_sample(out: &mut Vec<u8>, sample: &parse::Sample) {
+pub fn write_sample(out: &mut Vec<u8>, sample: &parse::Sample) {
     out.extend_from_slice(sample.name.as_bytes());
     if !sample.labels.is_empty() {
         out.push(b'{');

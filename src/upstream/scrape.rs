@@ -439,14 +439,14 @@ mod tests {
     fn passed_through_families_are_fluxbases_unchanged_and_ours_stay_ours() {
         let text = render(Some(digest_text(FLUXBASE, 100).unwrap()), Duration::ZERO);
         assert_eq!(
-            samples_of(&text, "fluxbase_http_requests_total"),
+            samples_of(&text, catalog::HTTP_REQUESTS_TOTAL.name),
             [
                 "fluxbase_http_requests_total{method=\"GET\",path=\"/api/v1/tables/:table\",status=\"2xx\"} 2000",
                 "fluxbase_http_requests_total{method=\"POST\",path=\"/api/v1/auth/signin\",status=\"4xx\"} 4",
             ]
         );
         assert_eq!(
-            samples_of(&text, "fluxbase_http_requests_in_flight"),
+            samples_of(&text, catalog::HTTP_REQUESTS_IN_FLIGHT.name),
             ["fluxbase_http_requests_in_flight 3"]
         );
         assert!(text.contains(
@@ -454,19 +454,19 @@ mod tests {
         ));
         assert!(text.contains("fluxbase_http_response_size_bytes_sum{method=\"GET\",path=\"/api/v1/tables/:table\",status=\"2xx\"} 4193300\n"));
         assert_eq!(
-            samples_of(&text, "fluxbase_realtime_connections"),
+            samples_of(&text, catalog::REALTIME_CONNECTIONS.name),
             ["fluxbase_realtime_connections 7"]
         );
         // Ours: the database families, not Fluxbase's zeros.
         assert_eq!(
-            samples_of(&text, "fluxbase_db_queries_total"),
+            samples_of(&text, catalog::DB_QUERIES_TOTAL.name),
             ["fluxbase_db_queries_total{operation=\"select\",table=\"users\"} 1"]
         );
-        assert!(samples_of(&text, "fluxbase_db_connections").is_empty());
-        assert!(samples_of(&text, "fluxbase_storage_operations_total").is_empty());
+        assert!(samples_of(&text, catalog::DB_CONNECTIONS.name).is_empty());
+        assert!(samples_of(&text, catalog::STORAGE_OPERATIONS_TOTAL.name).is_empty());
         // Fluxbase's uptime, exact at scrape time.
         assert_eq!(
-            samples_of(&text, "fluxbase_system_uptime_seconds"),
+            samples_of(&text, catalog::SYSTEM_UPTIME_SECONDS.name),
             ["fluxbase_system_uptime_seconds 100"]
         );
         // Nothing else of Fluxbase's.
@@ -511,7 +511,7 @@ mod tests {
             Duration::from_secs(20),
         );
         assert_eq!(
-            samples_of(&text, "fluxbase_http_requests_in_flight").len(),
+            samples_of(&text, catalog::HTTP_REQUESTS_IN_FLIGHT.name).len(),
             1
         );
     }

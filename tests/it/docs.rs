@@ -17,6 +17,17 @@ fn readme_metric_table_is_the_catalogue() {
 }
 
 #[test]
+fn readme_merge_table_is_the_one_in_the_code() {
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let table = fluxbase_exporter::upstream::merge::markdown_table();
+    assert!(
+        readme.contains(&table),
+        "README.md's merge table is out of date; replace it with:\n{table}"
+    );
+}
+
+#[test]
 fn readme_flag_table_lists_every_flag_with_its_environment_variable() {
     use clap::CommandFactory;
     let readme =
