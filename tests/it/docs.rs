@@ -26,8 +26,7 @@ fn readme_and_architecture_merge_tables_are_the_one_in_the_code() {
         "README.md's merge table is out of date; replace it with:\n{table}"
     );
     let architecture =
-        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
-            .unwrap();
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md")).unwrap();
     assert!(
         architecture.contains(&table),
         "ARCHITECTURE.md's merge table is out of date; replace it with:\n{table}"
