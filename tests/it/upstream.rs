@@ -328,6 +328,60 @@ fn a_type_clash_or_too_many_series_fails_the_check() {
     assert!(passed_through(&text).is_empty());
 }
 
+#[test]
+fn fluxbases_own_metrics_settings_locate_the_endpoint_and_bad_ones_exit_2() {
+    let standin = StandIn::start(FLUXBASE);
+    let port = standin.addr.port().to_string();
+    let exporter = Exporter::start_with_env(
+        &["--check.interval", "500ms"],
+        &[
+            ("FLUXBASE_METRICS_PORT", port.as_str()),
+            ("FLUXBASE_METRICS_PATH", "/metrics"),
+        ],
+    );
+    wait_for_merge(&exporter);
+    drop(exporter);
+    // Fluxbase's metrics switched off: no upstream, and the log says so.
+    let exporter = Exporter::start_with_env(
+        &[],
+        &[
+            ("FLUXBASE_METRICS_ENABLED", "false"),
+            ("FLUXBASE_METRICS_PORT", port.as_str()),
+        ],
+    );
+    assert!(
+        exporter
+            .logs()
+            .iter()
+            .any(|line| line.contains("every family is measured by the exporter")),
+        "{:?}",
+        exporter.logs()
+    );
+    assert!(check_success(&exporter.get("/metrics").text()).is_none());
+
+    for (args, env, line) in [
+        (
+            vec!["--fluxbase.metrics-url", "ftp://fluxbase/metrics"],
+            vec![],
+            "invalid --fluxbase.metrics-url: \"ftp://fluxbase/metrics\" is not an http:// or https:// URL",
+        ),
+        (
+            vec![],
+            vec![("FLUXBASE_METRICS_PORT", "ninety")],
+            "invalid FLUXBASE_METRICS_PORT: \"ninety\" is not a port number",
+        ),
+    ] {
+        let output = crate::harness::command(&args, &env)
+            .output()
+            .expect("run the binary");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr),
+            format!("fluxbase-exporter: {line}\n")
+        );
+    }
+}
+
 /// node_exporter on a free loopback port with two cheap collectors; killed on drop.
 struct NodeExporter {
     child: Child,
