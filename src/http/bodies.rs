@@ -182,16 +182,16 @@ impl SystemMetrics {
     pub fn from_state(state: &State, now: Instant, wall: SystemTime) -> Self {
         let process = state.process.latest();
         let database = state.database.latest();
+        // One snapshot for the whole body.
         let upstream_status = state
             .upstream
             .as_ref()
-            .map(|upstream| upstream.latest.latest());
-        let fresh = state
-            .upstream
+            .map(|upstream| (upstream, upstream.latest.latest()));
+        let fresh = upstream_status
             .as_ref()
-            .and_then(|upstream| upstream.fresh(now));
+            .filter(|(upstream, status)| upstream.is_fresh(status, now))
+            .map(|(_, status)| status);
         let runtime = fresh
-            .as_ref()
             .and_then(|status| status.reading.as_ref())
             .map(|reading| &reading.runtime);
         let activity = database
@@ -259,22 +259,27 @@ impl SystemMetrics {
                         acquire_duration_ms: pool.acquire_duration_ms,
                     }
                 }),
-                fluxbase_metrics: state.upstream.as_ref().map(|upstream| UpstreamBody {
-                    url: upstream.url.clone(),
-                    state: match (&fresh, upstream_status.as_deref()) {
-                        (Some(_), _) => "ok",
-                        (None, Some(status)) if status.error.is_some() => "failing",
-                        (None, Some(status)) if status.reading.is_some() => "failing",
-                        _ => "starting",
-                    },
-                    message: match (&fresh, upstream_status.as_deref()) {
-                        (None, Some(status)) if status.error.is_some() => status.error.clone(),
-                        (None, Some(status)) if status.reading.is_some() => Some(format!(
-                            "no read for more than {}s",
-                            upstream.max_age.as_secs()
-                        )),
-                        _ => None,
-                    },
+                fluxbase_metrics: upstream_status.as_ref().map(|(upstream, status)| {
+                    let (state, message) = if fresh.is_some() {
+                        ("ok", None)
+                    } else if let Some(error) = &status.error {
+                        ("failing", Some(error.clone()))
+                    } else if status.reading.is_some() {
+                        (
+                            "failing",
+                            Some(format!(
+                                "no good read for more than {}s",
+                                upstream.max_age.as_secs()
+                            )),
+                        )
+                    } else {
+                        ("starting", None)
+                    };
+                    UpstreamBody {
+                        url: upstream.url.clone(),
+                        state,
+                        message,
+                    }
                 }),
                 event_sources: state
                     .event_sources

@@ -85,11 +85,19 @@ impl Upstream {
         })
     }
 
-    /// The latest reading, if it is no older than `max_age` at `now`.
+    /// The latest status, if it holds a reading no older than `max_age` at `now`.
     pub fn fresh(&self, now: Instant) -> Option<Arc<UpstreamStatus>> {
         let status = self.latest.latest();
-        let read_at = status.reading.as_ref()?.read_at?;
-        (now.saturating_duration_since(read_at) <= self.max_age).then_some(status)
+        self.is_fresh(&status, now).then_some(status)
+    }
+
+    /// Whether `status` holds a reading no older than `max_age` at `now`.
+    pub fn is_fresh(&self, status: &UpstreamStatus, now: Instant) -> bool {
+        status
+            .reading
+            .as_ref()
+            .and_then(|reading| reading.read_at)
+            .is_some_and(|read_at| now.saturating_duration_since(read_at) <= self.max_age)
     }
 
     /// Writes the family of `merge::TABLE[index]` as Fluxbase served it: our catalogue's name
