@@ -30,11 +30,15 @@ pub enum Behaviour {
     TruncatedGzip,
     /// The listener is closed: connections are refused.
     Refuse,
+    /// Answers at once, then sends the gzipped body a few bytes every 50 ms (for up to 30 s):
+    /// the head is quick, the body never finishes within a check timeout.
+    Slow,
 }
 
 struct Shared {
     behaviour: Mutex<Behaviour>,
-    body: Mutex<Vec<u8>>,
+    /// The exposition, and its gzip (made once per body, not per request).
+    body: Mutex<(Vec<u8>, Vec<u8>)>,
     stop: AtomicBool,
     requests: AtomicUsize,
     gzip_requests: AtomicUsize,
@@ -52,7 +56,7 @@ impl StandIn {
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             behaviour: Mutex::new(Behaviour::Serve),
-            body: Mutex::new(body.as_bytes().to_vec()),
+            body: Mutex::new((body.as_bytes().to_vec(), gzip(body.as_bytes()))),
             stop: AtomicBool::new(false),
             requests: AtomicUsize::new(0),
             gzip_requests: AtomicUsize::new(0),
@@ -77,7 +81,7 @@ impl StandIn {
     }
 
     pub fn set_body(&self, body: &str) {
-        *self.shared.body.lock().unwrap() = body.as_bytes().to_vec();
+        *self.shared.body.lock().unwrap() = (body.as_bytes().to_vec(), gzip(body.as_bytes()));
     }
 
     /// Requests answered or held so far, and how many of them asked for gzip.
@@ -149,11 +153,12 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         shared.gzip_requests.fetch_add(1, Ordering::SeqCst);
     }
     let behaviour = *shared.behaviour.lock().unwrap();
-    let body = shared.body.lock().unwrap().clone();
+    let (body, gzipped) = shared.body.lock().unwrap().clone();
     let _ = match behaviour {
-        Behaviour::Serve if gzip => chunked_gzip(&mut stream, &body, false),
+        Behaviour::Serve if gzip => chunked_gzip(&mut stream, gzipped, false),
         Behaviour::Serve => plain(&mut stream, "200 OK", &body),
-        Behaviour::TruncatedGzip => chunked_gzip(&mut stream, &body, true),
+        Behaviour::TruncatedGzip => chunked_gzip(&mut stream, gzipped, true),
+        Behaviour::Slow => trickle(&mut stream, &gzipped, shared),
         Behaviour::Garbage => plain(
             &mut stream,
             "200 OK",
@@ -188,11 +193,18 @@ fn plain(stream: &mut TcpStream, status: &str, body: &[u8]) -> std::io::Result<(
     stream.write_all(body)
 }
 
-/// As Go's net/http writes a gzipped promhttp answer: no length, chunked, in several chunks.
-fn chunked_gzip(stream: &mut TcpStream, body: &[u8], truncate: bool) -> std::io::Result<()> {
+fn gzip(body: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
-    encoder.write_all(body)?;
-    let mut gzipped = encoder.finish()?;
+    encoder.write_all(body).expect("gzip into memory");
+    encoder.finish().expect("gzip into memory")
+}
+
+/// As Go's net/http writes a gzipped promhttp answer: no length, chunked, in several chunks.
+fn chunked_gzip(
+    stream: &mut TcpStream,
+    mut gzipped: Vec<u8>,
+    truncate: bool,
+) -> std::io::Result<()> {
     if truncate {
         gzipped.truncate(gzipped.len() / 2);
     }
@@ -205,6 +217,30 @@ fn chunked_gzip(stream: &mut TcpStream, body: &[u8], truncate: bool) -> std::io:
         stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
         stream.write_all(chunk)?;
         stream.write_all(b"\r\n")?;
+    }
+    stream.write_all(b"0\r\n\r\n")
+}
+
+/// A chunked gzip answer whose chunks come 16 bytes every 50 ms, until the client gives up,
+/// the stand-in is told otherwise, or 30 s pass.
+fn trickle(stream: &mut TcpStream, gzipped: &[u8], shared: &Shared) -> std::io::Result<()> {
+    stream.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\
+          Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for chunk in gzipped.chunks(16) {
+        if shared.stop.load(Ordering::SeqCst)
+            || *shared.behaviour.lock().unwrap() != Behaviour::Slow
+            || Instant::now() > deadline
+        {
+            return Ok(());
+        }
+        stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+        stream.write_all(chunk)?;
+        stream.write_all(b"\r\n")?;
+        thread::sleep(Duration::from_millis(50));
     }
     stream.write_all(b"0\r\n\r\n")
 }

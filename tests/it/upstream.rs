@@ -267,6 +267,7 @@ fn an_upstream_that_hangs_refuses_errs_or_sends_garbage_fails_the_check_and_reco
     let exporter = start(&standin.url(), &[]);
     for behaviour in [
         Behaviour::BlackHole,
+        Behaviour::Slow,
         Behaviour::Refuse,
         Behaviour::ServerError,
         Behaviour::Garbage,
@@ -275,6 +276,7 @@ fn an_upstream_that_hangs_refuses_errs_or_sends_garbage_fails_the_check_and_reco
         fails_and_recovers(&exporter, &standin, behaviour);
     }
     let logs = exporter.logs().join("\n");
+    // The black hole and the slow body both end in the timeout.
     for reason in ["timeout", "refused", "http_status", "garbage", "truncated"] {
         assert!(
             logs.contains(&format!("\"reason\":\"{reason}\"")),
@@ -326,6 +328,32 @@ fn a_type_clash_or_too_many_series_fails_the_check() {
             .contains("\"reason\":\"too_many_series\"")
     );
     assert!(passed_through(&text).is_empty());
+}
+
+#[test]
+fn an_exposition_over_16_mib_once_decompressed_is_refused() {
+    // 18 MiB of comments, a few KiB gzipped: the cap holds after decompression.
+    let mut huge = FLUXBASE.to_owned();
+    huge.push_str(&"# padding\n".repeat(18 * 1024 * 1024 / 10));
+    let standin = StandIn::start(&huge);
+    // A debug build decodes 16 MiB in well over the other tests' 300 ms.
+    let exporter = Exporter::start(&[
+        "--fluxbase.metrics-url",
+        &standin.url(),
+        "--check.timeout",
+        "10s",
+    ]);
+    wait_for(&exporter, "/metrics", "the refused read", |response| {
+        check_success(&response.text()) == Some(0.0)
+    });
+    assert!(
+        exporter
+            .logs()
+            .join("\n")
+            .contains("\"reason\":\"too_large\""),
+        "{:?}",
+        exporter.logs()
+    );
 }
 
 #[test]
