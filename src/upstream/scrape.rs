@@ -435,6 +435,76 @@ mod tests {
             .collect()
     }
 
+    /// Digests `input` and renders the rows of `names` from it, as a scrape 100 s after the
+    /// upstream's process started; compares the whole text with `expected`.
+    #[track_caller]
+    fn check(input: &str, names: &[&str], expected: &str) {
+        let upstream = Upstream::new(
+            "http://127.0.0.1:9090/metrics".to_owned(),
+            Duration::from_secs(15),
+            Duration::from_secs(5),
+        );
+        let scrape = Scrape {
+            instant: Instant::now(),
+            wall: UNIX_EPOCH + Duration::from_millis(1_764_690_100_250),
+        };
+        let mut reading = digest_text(input, 100).unwrap_or_else(|err| panic!("{err}"));
+        reading.read_at = Some(scrape.instant);
+        upstream.latest.publish(UpstreamStatus {
+            reading: Some(reading),
+            error: None,
+        });
+        let status = upstream.fresh(scrape.instant);
+        let mut out = Vec::new();
+        let mut exposition = Exposition::new(&mut out);
+        for name in names {
+            let (index, _) = merge::row(name).unwrap();
+            upstream.render(index, status.as_deref(), &scrape, &mut exposition);
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn golden_passed_through_samples_keep_labels_and_values_with_our_headers() {
+        let in_flight = catalog::HTTP_REQUESTS_IN_FLIGHT.name;
+        let messages = catalog::REALTIME_MESSAGES_TOTAL.name;
+        let uptime = catalog::SYSTEM_UPTIME_SECONDS.name;
+        check(
+            &format!(
+                "# HELP {messages} Fluxbase's own words\n# TYPE {messages} counter\n\
+                 {messages}{{channel_type=\"a\\\"b\\\\c\\nd\"}} 1.5e+06\n\
+                 {messages}{{channel_type=\"broadcast\"}} 0\n\
+                 # TYPE {in_flight} gauge\n{in_flight} 3\n\
+                 # TYPE process_start_time_seconds gauge\nprocess_start_time_seconds 1.76469e+09\n"
+            ),
+            &[in_flight, messages, uptime],
+            &format!(
+                "# HELP {in_flight} {}\n# TYPE {in_flight} gauge\n{in_flight} 3\n\
+                 # HELP {messages} {}\n# TYPE {messages} counter\n\
+                 {messages}{{channel_type=\"a\\\"b\\\\c\\nd\"}} 1500000\n\
+                 {messages}{{channel_type=\"broadcast\"}} 0\n\
+                 # HELP {uptime} {}\n# TYPE {uptime} gauge\n{uptime} 100.25\n",
+                merge::TABLE[4].help,
+                merge::TABLE[13].help,
+                merge::TABLE[23].help,
+            ),
+        );
+    }
+
+    #[test]
+    fn golden_a_family_fluxbase_never_touched_is_help_and_type_only() {
+        // The Go client does not print a vector with no children.
+        let messages = catalog::REALTIME_MESSAGES_TOTAL.name;
+        check(
+            "",
+            &[messages],
+            &format!(
+                "# HELP {messages} {}\n# TYPE {messages} counter\n",
+                merge::TABLE[13].help
+            ),
+        );
+    }
+
     #[test]
     fn passed_through_families_are_fluxbases_unchanged_and_ours_stay_ours() {
         let text = render(Some(digest_text(FLUXBASE, 100).unwrap()), Duration::ZERO);
