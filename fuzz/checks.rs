@@ -13,15 +13,17 @@ use fluxbase_exporter::events::parse::parse_line;
 use fluxbase_exporter::families::{ExporterFamilies, FluxbaseFamilies};
 use fluxbase_exporter::labels::{normalize_path, normalize_path_into};
 use fluxbase_exporter::metrics::{Registry, Scrape, SeriesLimit, escape_help, escape_label_value};
+use fluxbase_exporter::upstream::{self, Upstream, UpstreamStatus, parse};
 
 /// A check over raw input, as a fuzzer hands it over.
 pub type Check = fn(&[u8]);
 
 /// The checks by name, for replaying saved inputs: the names are the fuzz targets'.
-pub const TARGETS: [(&str, Check); 3] = [
+pub const TARGETS: [(&str, Check); 4] = [
     ("event_lines", event_lines),
     ("path_normalisation", path_normalisation_bytes),
     ("exposition_escaping", exposition_escaping_bytes),
+    ("upstream_exposition", upstream_exposition),
 ];
 
 /// Any bytes as a Fluxbase log: each line parsed and counted as the events worker does, then
@@ -45,6 +47,64 @@ pub fn event_lines(data: &[u8]) {
     registry.render(&Scrape::now(), &mut out);
     let text = std::str::from_utf8(&out).expect("the exposition is UTF-8");
     check_exposition(text);
+}
+
+/// Any bytes as Fluxbase's metrics endpoint answer: the strict parser never panics; what it
+/// accepts renders back (each sample re-written) to text it parses to the same samples; and
+/// merged into the Fluxbase families, the exposition stays valid text format.
+pub fn upstream_exposition(data: &[u8]) {
+    let Ok(families) = parse::parse(data) else {
+        return;
+    };
+    for family in &families {
+        let mut text = format!("# TYPE {} {}\n", family.name, family.kind.as_str()).into_bytes();
+        for sample in &family.samples {
+            upstream::write_sample(&mut text, sample);
+        }
+        let again = parse::parse(&text)
+            .unwrap_or_else(|err| panic!("{err} in {:?}", String::from_utf8_lossy(&text)));
+        assert_eq!(again.len(), 1, "{:?}", String::from_utf8_lossy(&text));
+        assert_eq!(again[0].samples.len(), family.samples.len());
+        for (before, after) in family.samples.iter().zip(&again[0].samples) {
+            assert_eq!(before.name, after.name);
+            assert_eq!(before.labels, after.labels);
+            assert!(
+                before.value == after.value || (before.value.is_nan() && after.value.is_nan()),
+                "{} became {}",
+                before.value,
+                after.value
+            );
+        }
+    }
+    let limit = SeriesLimit::new(32);
+    let Ok(mut reading) = upstream::scrape::digest(&families, &limit, None) else {
+        return;
+    };
+    let scrape = Scrape::now();
+    reading.read_at = Some(scrape.instant);
+    let source = Upstream::new(
+        "http://127.0.0.1:9090/metrics".to_owned(),
+        std::time::Duration::from_secs(15),
+        std::time::Duration::from_secs(5),
+    );
+    source.latest.publish(UpstreamStatus {
+        reading: Some(reading),
+        error: None,
+    });
+    let fluxbase = Arc::new(FluxbaseFamilies::with_upstream(
+        &limit,
+        Instant::now(),
+        Some(source),
+    ));
+    let mut registry = Registry::new();
+    registry.register(fluxbase);
+    registry.register(limit);
+    let mut out = Vec::new();
+    registry.render(&scrape, &mut out);
+    let text = std::str::from_utf8(&out).expect("the exposition is UTF-8");
+    check_exposition(text);
+    // Each family once: what the exporter serves parses strictly too.
+    parse::parse(text.as_bytes()).unwrap_or_else(|err| panic!("{err} in {text}"));
 }
 
 fn path_normalisation_bytes(data: &[u8]) {

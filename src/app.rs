@@ -24,6 +24,7 @@ use crate::published::Published;
 use crate::state::State;
 use crate::storage::{self, ScanTotals, ScanWorker, StorageWorker};
 use crate::systemd;
+use crate::upstream::{Upstream, UpstreamWorker};
 use crate::workers::Workers;
 use crate::workers::system::SystemWorker;
 
@@ -63,8 +64,16 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let signals = SignalListener::start().map_err(RunError::Startup)?;
 
     let limit = SeriesLimit::new(config.max_series);
+    let upstream = config
+        .fluxbase_metrics_url
+        .clone()
+        .map(|url| Upstream::new(url, config.checks.interval, config.checks.timeout));
     let shared = Shared {
-        fluxbase: Arc::new(FluxbaseFamilies::new(&limit, started)),
+        fluxbase: Arc::new(FluxbaseFamilies::with_upstream(
+            &limit,
+            started,
+            upstream.clone(),
+        )),
         exporter: Arc::new(ExporterFamilies::new(&limit)),
         process: Arc::new(Published::new(ProcessSnapshot::default())),
         health: Arc::new(HealthBoard::default()),
@@ -73,6 +82,8 @@ pub fn run(config: Config) -> Result<(), RunError> {
         event_sources: (0..config.events.files.len() + usize::from(config.events.database))
             .map(|_| Arc::new(Published::new(SourceStatus::default())))
             .collect(),
+        upstream,
+        limit: Arc::clone(&limit),
     };
     let mut registry = Registry::new();
     registry.register(shared.fluxbase.clone());
@@ -90,6 +101,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
             database: shared.database,
             storage_scan: shared.storage_scan,
             event_sources: shared.event_sources,
+            upstream: shared.upstream,
             started,
             auth_token: None,
             telemetry_path: String::new(),
@@ -111,6 +123,9 @@ struct Shared {
     storage_scan: Arc<Published<Option<ScanTotals>>>,
     /// One per event source, in the order of `config.events.files`, then the database.
     event_sources: Vec<Arc<Published<SourceStatus>>>,
+    /// Fluxbase's own metrics endpoint, when configured.
+    upstream: Option<Arc<Upstream>>,
+    limit: Arc<SeriesLimit>,
 }
 
 /// Starts one thread per configured background worker.
@@ -144,6 +159,22 @@ fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Res
         }
     };
     start_event_sources(config, workers, shared, pool)?;
+    match &shared.upstream {
+        Some(upstream) => {
+            log::info!(url = upstream.url.as_str(); "passing Fluxbase's own metrics through");
+            let worker = UpstreamWorker::new(
+                Arc::clone(upstream),
+                config.checks.interval,
+                config.checks.timeout,
+                Arc::clone(&shared.limit),
+                Arc::clone(&shared.exporter),
+            );
+            workers.spawn(worker).map_err(RunError::Startup)?;
+        }
+        None => log::info!(
+            "no --fluxbase.metrics-url and no FLUXBASE_METRICS_* setting: every family is measured by the exporter"
+        ),
+    }
     match &config.storage {
         Some(settings) => {
             log::info!(root:% = settings.root.display(), probe = settings.probe; "checking Fluxbase's storage root");

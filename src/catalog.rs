@@ -547,6 +547,20 @@ pub const PROCESS: &[&FamilyDesc] = &[
     &PROCESS_THREADS,
 ];
 
+// ---------------------------------------------------------------------------------------------
+// Go runtime families read from Fluxbase's own metrics endpoint for the JSON system metrics
+// (`upstream`), never re-exported. Fluxbase's `process_start_time_seconds` is read under the
+// name of [`PROCESS_START_TIME_SECONDS`].
+
+/// `go_info{version}`.
+pub const UPSTREAM_GO_INFO: &str = "go_info";
+pub const UPSTREAM_GO_GOROUTINES: &str = "go_goroutines";
+pub const UPSTREAM_GO_MEMSTATS_ALLOC_BYTES: &str = "go_memstats_alloc_bytes";
+pub const UPSTREAM_GO_MEMSTATS_ALLOC_BYTES_TOTAL: &str = "go_memstats_alloc_bytes_total";
+pub const UPSTREAM_GO_MEMSTATS_SYS_BYTES: &str = "go_memstats_sys_bytes";
+/// A summary: `_count` is the number of collections, `_sum` their total pause.
+pub const UPSTREAM_GO_GC_DURATION_SECONDS: &str = "go_gc_duration_seconds";
+
 /// Every family the exporter declares, Fluxbase's first.
 pub fn all() -> impl Iterator<Item = &'static FamilyDesc> {
     FLUXBASE.iter().chain(EXPORTER).chain(PROCESS).copied()

@@ -277,6 +277,16 @@ pub struct Flags {
     )]
     pub events_poll_interval: String,
 
+    /// Fluxbase's own metrics endpoint, passed through for the families it counts itself
+    /// [default: http://127.0.0.1:<FLUXBASE_METRICS_PORT or 9090><FLUXBASE_METRICS_PATH or
+    /// /metrics> when any FLUXBASE_METRICS_* is set; else none].
+    #[arg(
+        long = "fluxbase.metrics-url",
+        env = "FLUXBASE_EXPORTER_FLUXBASE_METRICS_URL",
+        value_name = "URL"
+    )]
+    pub fluxbase_metrics_url: Option<String>,
+
     /// How often each check runs; a failed check is retried no later than this.
     #[arg(
         long = "check.interval",
@@ -333,6 +343,8 @@ pub struct Config {
     pub fluxbase_api: Option<ApiSettings>,
     /// Where each setting came from, and warnings, for the start-up log.
     pub startup: StartupReport,
+    /// Fluxbase's own metrics endpoint; `None`: no upstream, every family is our own.
+    pub fluxbase_metrics_url: Option<String>,
 }
 
 /// Where Fluxbase's events come from.
@@ -479,6 +491,9 @@ impl Config {
             setting: layered.describe(&err.setting),
             ..err
         })?;
+        let fluxbase_metrics_url =
+            crate::upstream::metrics_url(flags.fluxbase_metrics_url.as_deref(), env)
+                .map_err(|(setting, message)| ConfigError::new(setting, message))?;
         let format = flags
             .log_format
             .parse::<LogFormat>()
@@ -502,6 +517,7 @@ impl Config {
             storage,
             events,
             fluxbase_api,
+            fluxbase_metrics_url,
         })
     }
 }
@@ -651,6 +667,14 @@ fn startup_report(
             url.clone(),
         ));
     }
+    if let Some(url) = &flags.fluxbase_metrics_url {
+        origins.push(own(
+            "--fluxbase.metrics-url",
+            "FLUXBASE_EXPORTER_FLUXBASE_METRICS_URL",
+            url,
+            url.clone(),
+        ));
+    }
     // Every Fluxbase setting the exporter can take from Fluxbase, also those no consumer read
     // (Fluxbase's defaults, while a file is in use), except those our flags replace.
     for (key, _) in crate::fluxbase_config::DEFAULTS {
@@ -658,7 +682,8 @@ fn startup_report(
             && key.starts_with("database.")
             && *key != "database.max_connections")
             || (flags.storage_path.is_some() && *key == "storage.local_path")
-            || (flags.fluxbase_url.is_some() && *key == "server.address");
+            || (flags.fluxbase_url.is_some() && *key == "server.address")
+            || (flags.fluxbase_metrics_url.is_some() && key.starts_with("metrics."));
         if !replaced {
             layered.answer(&crate::fluxbase_config::variable_name(key));
         }

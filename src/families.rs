@@ -9,6 +9,7 @@ use crate::catalog;
 use crate::metrics::{
     Collector, Counter, Exposition, Family, Gauge, Histogram, Scrape, SeriesLimit,
 };
+use crate::upstream::{Upstream, merge};
 
 /// Every family of `fluxbase.md` section 1. A family no worker feeds yet renders its HELP and
 /// TYPE lines only.
@@ -44,11 +45,25 @@ pub struct FluxbaseFamilies {
     pub job_execution_duration_seconds: Family<Histogram>,
     pub job_workers_active: Family<Gauge>,
     pub job_worker_utilization: Family<Gauge>,
+    /// Fluxbase's own metrics endpoint, when one is configured: the families the merge table
+    /// passes through render from it, and the event sources stop feeding them. Fixed at
+    /// start-up.
+    upstream: Option<Arc<Upstream>>,
 }
 
 impl FluxbaseFamilies {
     /// `started` is the instant uptime counts from.
     pub fn new(limit: &Arc<SeriesLimit>, started: Instant) -> Self {
+        FluxbaseFamilies::with_upstream(limit, started, None)
+    }
+
+    /// As [`new`](FluxbaseFamilies::new), with Fluxbase's own endpoint as the source of the
+    /// families `upstream::merge::TABLE` passes through (and of the uptime).
+    pub fn with_upstream(
+        limit: &Arc<SeriesLimit>,
+        started: Instant,
+        upstream: Option<Arc<Upstream>>,
+    ) -> Self {
         use catalog::*;
         FluxbaseFamilies {
             http_requests_total: Family::new(&HTTP_REQUESTS_TOTAL, limit),
@@ -85,7 +100,14 @@ impl FluxbaseFamilies {
             job_execution_duration_seconds: Family::new(&JOB_EXECUTION_DURATION_SECONDS, limit),
             job_workers_active: Family::new(&JOB_WORKERS_ACTIVE, limit),
             job_worker_utilization: Family::new(&JOB_WORKER_UTILIZATION, limit),
+            upstream,
         }
+    }
+
+    /// Whether Fluxbase's own endpoint feeds the passed-through families (HTTP, realtime,
+    /// auth, rate limits); the event sources then leave them alone.
+    pub fn fed_from_upstream(&self) -> bool {
+        self.upstream.is_some()
     }
 
     /// The families in catalogue order.
@@ -128,8 +150,21 @@ impl FluxbaseFamilies {
 
 impl Collector for FluxbaseFamilies {
     fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
-        for family in self.in_order() {
-            family.collect(scrape, out);
+        let Some(upstream) = &self.upstream else {
+            for family in self.in_order() {
+                family.collect(scrape, out);
+            }
+            return;
+        };
+        // One snapshot for the whole scrape, so every passed-through family is of one read.
+        let status = upstream.fresh(scrape.instant);
+        for (index, (row, family)) in merge::TABLE.iter().zip(self.in_order()).enumerate() {
+            match row.with_upstream {
+                merge::Origin::Own => family.collect(scrape, out),
+                merge::Origin::PassThrough | merge::Origin::UpstreamUptime => {
+                    upstream.render(index, status.as_deref(), scrape, out);
+                }
+            }
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod state;
 pub mod storage;
 pub mod systemd;
 pub mod timestamp;
+pub mod upstream;
 pub mod workers;
 
 pub use app::run;

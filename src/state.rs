@@ -13,6 +13,7 @@ use crate::metrics::Registry;
 use crate::process::ProcessSnapshot;
 use crate::published::Published;
 use crate::storage::ScanTotals;
+use crate::upstream::Upstream;
 
 /// Shared, read-only state of the HTTP side. Built once at start-up.
 pub struct State {
@@ -30,6 +31,8 @@ pub struct State {
     pub storage_scan: Arc<Published<Option<ScanTotals>>>,
     /// What each event source reports about itself.
     pub event_sources: Vec<Arc<Published<SourceStatus>>>,
+    /// Fluxbase's own metrics endpoint, when configured (the JSON's runtime figures).
+    pub upstream: Option<Arc<Upstream>>,
     /// When the exporter started (uptime counts from here).
     pub started: Instant,
     /// The token `/api/v1/monitoring/metrics` requires; `None` keeps it closed.

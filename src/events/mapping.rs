@@ -224,6 +224,14 @@ impl Ingest {
     }
 
     fn http_request(&mut self, request: &HttpRequest<'_>, time: f64) {
+        // With Fluxbase's own endpoint configured, its HTTP and rate-limit families come from
+        // there (upstream::merge): only the storage operation is counted here.
+        if self.fluxbase.fed_from_upstream() {
+            if let Some(storage) = storage_operation(&request.method, &request.path) {
+                self.storage_operation(storage, request);
+            }
+            return;
+        }
         let class = labels::status_class(request.status);
         self.key.clear();
         self.key.push_str(&request.method);
@@ -363,6 +371,11 @@ impl Ingest {
     }
 
     fn security_event(&mut self, event: &SecurityEvent<'_>, time: f64) {
+        // Every family a security event feeds (auth, rate limits) comes from Fluxbase's own
+        // endpoint when one is configured.
+        if self.fluxbase.fed_from_upstream() {
+            return;
+        }
         let fluxbase = &self.fluxbase;
         let method = if event.sso { "sso" } else { "password" };
         let sign_in = matches!(
@@ -818,5 +831,45 @@ mod tests {
         }
         assert_eq!(fluxbase.http_requests_total.len(), 10);
         assert_eq!(fluxbase.http_requests_total.dropped(), 990);
+    }
+
+    #[test]
+    fn with_fluxbases_endpoint_only_storage_operations_and_slow_queries_are_counted() {
+        let limit = SeriesLimit::new(100);
+        let upstream = crate::upstream::Upstream::new(
+            "http://127.0.0.1:9090/metrics".to_owned(),
+            std::time::Duration::from_secs(15),
+            std::time::Duration::from_secs(5),
+        );
+        let fluxbase = Arc::new(FluxbaseFamilies::with_upstream(
+            &limit,
+            Instant::now(),
+            Some(upstream),
+        ));
+        let exporter = Arc::new(ExporterFamilies::new(&limit));
+        let mut ingest = Ingest::new(Arc::clone(&fluxbase), Arc::clone(&exporter));
+        for line in [
+            r#"{"message":"HTTP request","method":"GET","path":"/api/v1/storage/avatars/a.png","status":200,"duration_ms":5,"response_bytes":100}"#,
+            r#"{"message":"HTTP request","method":"POST","path":"/api/v1/auth/signin","status":429,"ip":"10.0.0.1"}"#,
+            r#"{"message":"Security event","event_type":"login_success"}"#,
+            r#"{"message":"Security event","event_type":"login_failed","details":{"reason":"invalid_password"}}"#,
+            r#"{"message":"Security event","event_type":"rate_limit_exceeded","ip_address":"10.0.0.2"}"#,
+            r#"{"message":"Security event","event_type":"token_refresh"}"#,
+            r#"{"message":"Slow query detected","duration_ms":1500,"operation":"select","table":"users"}"#,
+        ] {
+            let event = parse_line(line.as_bytes()).expect("a valid event");
+            ingest.count(&event, 0.0);
+        }
+        assert_eq!(fluxbase.http_requests_total.len(), 0);
+        assert_eq!(fluxbase.http_request_duration_seconds.len(), 0);
+        assert_eq!(fluxbase.http_response_size_bytes.len(), 0);
+        assert_eq!(fluxbase.rate_limit_hits_total.len(), 0);
+        assert_eq!(fluxbase.auth_attempts_total.len(), 0);
+        assert_eq!(fluxbase.auth_success_total.len(), 0);
+        assert_eq!(fluxbase.auth_failure_total.len(), 0);
+        assert_eq!(fluxbase.auth_tokens_issued_total.len(), 0);
+        assert_eq!(fluxbase.storage_operations_total.len(), 1);
+        assert_eq!(fluxbase.storage_bytes_total.len(), 1);
+        assert_eq!(exporter.events.slow_queries_total.len(), 1);
     }
 }

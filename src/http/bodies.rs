@@ -11,49 +11,65 @@ use crate::events::sources;
 use crate::health::{self, ServiceHealth, Status};
 use crate::state::State;
 use crate::timestamp::{self, Precision};
+use crate::upstream;
 
 /// `GET /api/v1/monitoring/metrics`.
 ///
-/// The exporter is not a Go program, so Go-runtime keys with no counterpart (`go_version`,
-/// `memory_alloc_mb`, `memory_total_alloc_mb`, `num_gc`, `gc_pause_ms`) are absent. Where a
-/// key has a counterpart it carries the exporter's measured value: `num_goroutines` is its
-/// number of OS threads and `memory_sys_mb` its resident memory.
+/// Fluxbase's keys describe Fluxbase: the runtime keys (`uptime_seconds` to `gc_pause_ms`) and
+/// the realtime counts come from Fluxbase's own metrics endpoint, and are absent without one
+/// (or while its latest read failed or is older than an interval plus the timeout); the
+/// `database` block describes Fluxbase's sessions as `pg_stat_activity` shows them. The
+/// exporter's own process and pool are under `exporter` only.
 #[derive(Debug, Serialize)]
 pub struct SystemMetrics {
-    pub uptime_seconds: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uptime_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub go_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub num_goroutines: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_alloc_mb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_total_alloc_mb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_sys_mb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_gc: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc_pause_ms: Option<f64>,
     pub database: DatabaseBody,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub realtime: Option<RealtimeBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageBody>,
-    /// What produced this body: the exporter's build.
+    /// What produced this body: the exporter's build, process and pool.
     pub exporter: ExporterInfo,
 }
 
-/// The database block: the exporter's own pool under Fluxbase's pool keys, then what the
-/// server says, each under a name that says so.
+/// The database block: Fluxbase's sessions as `pg_stat_activity` shows them, under Fluxbase's
+/// pool keys, then what the server says, each under a name that says so.
 #[derive(Debug, Default, Serialize)]
 pub struct DatabaseBody {
     pub configured: bool,
     /// Why nothing is measured, or what failed in the latest check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub pool: Option<PoolBody>,
+    /// Fluxbase's sessions running a statement (`total_conns - idle_conns`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acquired_conns: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_conns: Option<i64>,
+    /// Fluxbase's configured pool size (`database.max_connections`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_conns: Option<u32>,
+    /// Client sessions on Fluxbase's database, the exporter's own left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_conns: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_connections: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_idle_connections: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_max_connections: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fluxbase_max_connections: Option<u32>,
     /// Whether the query metrics have a source.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pg_stat_statements: Option<String>,
@@ -62,7 +78,7 @@ pub struct DatabaseBody {
     pub read_at: Option<String>,
 }
 
-/// r2d2's view of the exporter's pool, in pgxpool's key names.
+/// r2d2's view of the exporter's own pool, in pgxpool's key names.
 #[derive(Debug, Serialize)]
 pub struct PoolBody {
     pub acquire_count: u64,
@@ -73,11 +89,20 @@ pub struct PoolBody {
     pub acquire_duration_ms: u64,
 }
 
-/// What can be known of realtime from outside: the change feed's listening sessions.
-#[derive(Debug, Serialize)]
+/// Realtime: Fluxbase's own counts (from its metrics endpoint's realtime gauges), and the
+/// change feed's listening sessions (from `pg_stat_activity`, read at `read_at`).
+#[derive(Debug, Default, Serialize)]
 pub struct RealtimeBody {
-    pub change_feed_listeners: i64,
-    pub read_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_connections: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_channels: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_subscriptions: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_feed_listeners: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<String>,
 }
 
 /// Fluxbase's storage totals (GiB, base 1024), and where they came from.
@@ -118,28 +143,85 @@ pub struct ExporterInfo {
     pub revision: &'static str,
     pub rustc: &'static str,
     pub target: &'static str,
+    /// Seconds since the exporter started.
+    pub uptime_seconds: u64,
+    /// The exporter's OS threads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_threads: Option<u64>,
+    /// The exporter's resident memory, whole MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_resident_mb: Option<u64>,
+    /// The exporter's own database pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_pool: Option<PoolBody>,
+    /// Fluxbase's metrics endpoint, when one is configured, and how its latest read went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fluxbase_metrics: Option<UpstreamBody>,
     /// The event sources feeding the log-derived families, and how each is doing; empty when
     /// none is configured (those families then stay empty).
     pub event_sources: Vec<serde_json::Value>,
 }
 
+/// How the latest read of Fluxbase's metrics endpoint went.
+#[derive(Debug, Serialize)]
+pub struct UpstreamBody {
+    pub url: String,
+    /// `ok` (a read no older than an interval plus the timeout), `failing` or `starting`.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Whole mebibytes, as Fluxbase reports memory (bytes / 1024 / 1024, truncated).
+fn whole_mib(bytes: u64) -> u64 {
+    bytes / 1024 / 1024
+}
+
 impl SystemMetrics {
-    pub fn from_state(state: &State, now: Instant) -> Self {
+    /// The body at `now` (monotonic, for ages) and `wall` (for uptimes).
+    pub fn from_state(state: &State, now: Instant, wall: SystemTime) -> Self {
         let process = state.process.latest();
         let database = state.database.latest();
+        // One snapshot for the whole body.
+        let upstream_status = state
+            .upstream
+            .as_ref()
+            .map(|upstream| (upstream, upstream.latest.latest()));
+        let fresh = upstream_status
+            .as_ref()
+            .filter(|(upstream, status)| upstream.is_fresh(status, now))
+            .map(|(_, status)| status);
+        let runtime = fresh
+            .and_then(|status| status.reading.as_ref())
+            .map(|reading| &reading.runtime);
         let activity = database
             .live
             .and_then(|live| live.activity.map(|activity| (live.read_at, activity)));
+        let realtime = RealtimeBody {
+            total_connections: runtime.and_then(|r| r.realtime_connections),
+            active_channels: runtime.and_then(|r| r.realtime_channels),
+            total_subscriptions: runtime.and_then(|r| r.realtime_subscriptions),
+            change_feed_listeners: activity.map(|(_, activity)| activity.listeners),
+            read_at: activity.map(|(read_at, _)| timestamp::rfc3339(read_at, Precision::Seconds)),
+        };
+        let has_realtime = realtime.total_connections.is_some()
+            || realtime.active_channels.is_some()
+            || realtime.total_subscriptions.is_some()
+            || realtime.change_feed_listeners.is_some();
         SystemMetrics {
-            uptime_seconds: now.saturating_duration_since(state.started).as_secs(),
-            num_goroutines: process.threads,
-            // Fluxbase reports whole mebibytes (bytes / 1024 / 1024, truncated).
-            memory_sys_mb: process.resident_bytes.map(|bytes| bytes / 1024 / 1024),
+            // Fluxbase truncates its uptime to whole seconds.
+            uptime_seconds: runtime
+                .and_then(|r| upstream::uptime_seconds(r.start_time_seconds, wall))
+                .map(|seconds| seconds as u64),
+            go_version: runtime.and_then(|r| r.go_version.clone()),
+            num_goroutines: runtime.and_then(|r| r.goroutines),
+            memory_alloc_mb: runtime.and_then(|r| r.alloc_bytes).map(whole_mib),
+            memory_total_alloc_mb: runtime.and_then(|r| r.total_alloc_bytes).map(whole_mib),
+            memory_sys_mb: runtime.and_then(|r| r.sys_bytes).map(whole_mib),
+            num_gc: runtime.and_then(|r| r.num_gc),
+            gc_pause_ms: runtime.and_then(|r| r.gc_pause_ms).map(round_ms),
             database: DatabaseBody::from_status(&database),
-            realtime: activity.map(|(read_at, activity)| RealtimeBody {
-                change_feed_listeners: activity.listeners,
-                read_at: timestamp::rfc3339(read_at, Precision::Seconds),
-            }),
+            realtime: has_realtime.then_some(realtime),
             // The database's figures win; the storage scan stands in when there are none.
             storage: match (database.storage, *state.storage_scan.latest()) {
                 (Some(totals), _) => Some(StorageBody::new(
@@ -163,6 +245,42 @@ impl SystemMetrics {
                 revision: build_info::REVISION,
                 rustc: build_info::RUSTC,
                 target: build_info::TARGET,
+                uptime_seconds: now.saturating_duration_since(state.started).as_secs(),
+                num_threads: process.threads,
+                memory_resident_mb: process.resident_bytes.map(whole_mib),
+                database_pool: database.configured.then(|| {
+                    let pool = &database.pool;
+                    PoolBody {
+                        acquire_count: pool.acquire_count,
+                        acquired_conns: pool.acquired_conns,
+                        idle_conns: pool.idle_conns,
+                        max_conns: pool.max_conns,
+                        total_conns: pool.total_conns,
+                        acquire_duration_ms: pool.acquire_duration_ms,
+                    }
+                }),
+                fluxbase_metrics: upstream_status.as_ref().map(|(upstream, status)| {
+                    let (state, message) = if fresh.is_some() {
+                        ("ok", None)
+                    } else if let Some(error) = &status.error {
+                        ("failing", Some(error.clone()))
+                    } else if status.reading.is_some() {
+                        (
+                            "failing",
+                            Some(format!(
+                                "no good read for more than {}s",
+                                upstream.max_age.as_secs()
+                            )),
+                        )
+                    } else {
+                        ("starting", None)
+                    };
+                    UpstreamBody {
+                        url: upstream.url.clone(),
+                        state,
+                        message,
+                    }
+                }),
                 event_sources: state
                     .event_sources
                     .iter()
@@ -182,26 +300,18 @@ impl DatabaseBody {
                 ..DatabaseBody::default()
             };
         }
-        let pool = &status.pool;
         let activity = status.live.and_then(|live| live.activity);
         DatabaseBody {
             configured: true,
             message: status.error.clone(),
-            pool: Some(PoolBody {
-                acquire_count: pool.acquire_count,
-                acquired_conns: pool.acquired_conns,
-                idle_conns: pool.idle_conns,
-                max_conns: pool.max_conns,
-                total_conns: pool.total_conns,
-                acquire_duration_ms: pool.acquire_duration_ms,
-            }),
+            acquired_conns: activity.map(|a| a.connections - a.idle),
+            idle_conns: activity.map(|a| a.idle),
+            max_conns: Some(status.fluxbase_max_connections),
+            total_conns: activity.map(|a| a.connections),
             latency_ms: status
                 .live
                 .map(|live| round_ms(live.latency.as_secs_f64() * 1000.0)),
-            server_connections: activity.map(|a| a.connections),
-            server_idle_connections: activity.map(|a| a.idle),
             server_max_connections: activity.map(|a| a.server_max_connections),
-            fluxbase_max_connections: Some(status.fluxbase_max_connections),
             pg_stat_statements: Some(status.statements.clone()),
             read_at: status
                 .live

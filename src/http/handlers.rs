@@ -113,7 +113,11 @@ fn api_metrics(state: &State, request: &Request, body: &mut Vec<u8>) -> Reply {
         .find(|header| header.field.equiv("Authorization"))
         .map(|header| header.value.as_str());
     match auth::check(state.auth_token.as_ref(), authorization) {
-        Verdict::Allowed => json(body, 200, &SystemMetrics::from_state(state, Instant::now())),
+        Verdict::Allowed => json(
+            body,
+            200,
+            &SystemMetrics::from_state(state, Instant::now(), SystemTime::now()),
+        ),
         Verdict::NotConfigured => json(
             body,
             403,
@@ -275,6 +279,7 @@ mod tests {
             database: Arc::new(Published::new(DatabaseStatus::default())),
             storage_scan: Arc::new(Published::new(None)),
             event_sources: Vec::new(),
+            upstream: None,
             started: Instant::now(),
             auth_token: token.and_then(BearerToken::new),
             telemetry_path: "/metrics".to_owned(),
@@ -359,16 +364,79 @@ mod tests {
         );
         assert_eq!(reply.status, 200);
         let expected = format!(
-            "{{\"uptime_seconds\":0,\"num_goroutines\":9,\"memory_sys_mb\":5,\"database\":{{\"configured\":false,\
+            "{{\"database\":{{\"configured\":false,\
              \"message\":\"no database configured: set --database.url, or Fluxbase's FLUXBASE_DATABASE_* variables\"}},\
              \"exporter\":{{\"version\":\"{}\",\
-             \"revision\":\"{}\",\"rustc\":\"{}\",\"target\":\"{}\",\"event_sources\":[]}}}}\n",
+             \"revision\":\"{}\",\"rustc\":\"{}\",\"target\":\"{}\",\"uptime_seconds\":0,\"num_threads\":9,\
+             \"memory_resident_mb\":5,\"event_sources\":[]}}}}\n",
             build_info::VERSION,
             build_info::REVISION,
             build_info::RUSTC,
             build_info::TARGET
         );
         assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn api_metrics_describes_fluxbase_from_its_own_endpoint() {
+        use crate::upstream::{Reading, Runtime, Upstream, UpstreamStatus};
+        let mut state = state(Some("t0ken"));
+        let upstream = Upstream::new(
+            "http://127.0.0.1:9090/metrics".to_owned(),
+            Duration::from_secs(15),
+            Duration::from_secs(5),
+        );
+        let start = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            - 3600.5;
+        upstream.latest.publish(UpstreamStatus {
+            reading: Some(Reading {
+                read_at: Some(Instant::now()),
+                samples: Vec::new(),
+                runtime: Runtime {
+                    start_time_seconds: Some(start),
+                    go_version: Some("go1.24.4".to_owned()),
+                    goroutines: Some(87),
+                    alloc_bytes: Some(24_593_184),
+                    total_alloc_bytes: Some(9_876_543_216),
+                    sys_bytes: Some(54_870_296),
+                    num_gc: Some(410),
+                    gc_pause_ms: Some(0.06),
+                    gc_totals: Some((410.0, 0.0246)),
+                    realtime_connections: Some(7),
+                    realtime_channels: Some(3),
+                    realtime_subscriptions: Some(11),
+                },
+            }),
+            error: None,
+        });
+        state.upstream = Some(upstream);
+        let (reply, body) = call(
+            &state,
+            "/api/v1/monitoring/metrics",
+            &[("Authorization", "Bearer t0ken")],
+        );
+        assert_eq!(reply.status, 200);
+        assert!(
+            body.starts_with(
+                "{\"uptime_seconds\":3600,\"go_version\":\"go1.24.4\",\"num_goroutines\":87,\
+                 \"memory_alloc_mb\":23,\"memory_total_alloc_mb\":9419,\"memory_sys_mb\":52,\"num_gc\":410,\
+                 \"gc_pause_ms\":0.06,\"database\":{\"configured\":false,"
+            ),
+            "{body}"
+        );
+        assert!(
+            body.contains(
+                "\"realtime\":{\"total_connections\":7,\"active_channels\":3,\"total_subscriptions\":11},"
+            ),
+            "{body}"
+        );
+        assert!(
+            body.contains("\"num_threads\":9,\"memory_resident_mb\":5,\"fluxbase_metrics\":{\"url\":\"http://127.0.0.1:9090/metrics\",\"state\":\"ok\"},"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -53,6 +53,11 @@ impl<'a> Exposition<'a> {
         self.out.push(b'\n');
     }
 
+    /// Appends sample lines rendered earlier (by a worker, in this format) as they are.
+    pub fn raw(&mut self, lines: &[u8]) {
+        self.out.extend_from_slice(lines);
+    }
+
     /// Writes one histogram bucket line: `name_bucket{labels,le="<le>"} count`.
     pub fn bucket(&mut self, name: &str, labels: &str, le: &str, count: u64) {
         self.series(name, "_bucket", labels, Some(le));

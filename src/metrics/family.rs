@@ -92,6 +92,24 @@ impl SeriesLimit {
         self.max_series
     }
 
+    /// Counts `count` label sets of `family` refused by something other than a [`Family`] (a
+    /// passed-through family of Fluxbase's endpoint that is over the limit), in the same
+    /// `fluxbase_exporter_series_dropped_total{family}` series, logging the first refusal once.
+    pub fn refuse(&self, family: &'static str, count: u64) {
+        let existing = self
+            .refusals
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|refusals| refusals.family == family)
+            .cloned();
+        let refusals = existing.unwrap_or_else(|| self.register(family));
+        refusals.dropped.fetch_add(count, Ordering::Relaxed);
+        if !refusals.warned.swap(true, Ordering::Relaxed) {
+            log::warn!(family = family, max_series = self.max_series; "series limit reached; further label sets of this family are dropped");
+        }
+    }
+
     fn register(&self, family: &'static str) -> Arc<Refusals> {
         let refusals = Arc::new(Refusals {
             family,

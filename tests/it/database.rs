@@ -285,7 +285,7 @@ fn json_metrics_report_the_pool_the_server_and_the_storage_totals() {
         let body = exporter
             .get_with("/api/v1/monitoring/metrics", &auth)
             .json();
-        if body["storage"].is_object() && body["database"]["server_connections"].is_number() {
+        if body["storage"].is_object() && body["database"]["total_conns"].is_number() {
             break body;
         }
         assert!(Instant::now() < deadline, "no storage totals: {body}");
@@ -293,10 +293,18 @@ fn json_metrics_report_the_pool_the_server_and_the_storage_totals() {
     };
     let db = &body["database"];
     assert_eq!(db["configured"], true);
-    assert_eq!(db["max_conns"], 2);
-    assert!(db["acquire_count"].as_u64().unwrap() >= 1);
-    assert!(db["total_conns"].as_u64().unwrap() <= 2);
-    assert_eq!(db["fluxbase_max_connections"], 30);
+    // Fluxbase's sessions and pool size; the exporter's own pool only under `exporter`.
+    assert_eq!(db["max_conns"], 30);
+    let total = db["total_conns"].as_i64().unwrap();
+    assert_eq!(
+        db["acquired_conns"].as_i64().unwrap() + db["idle_conns"].as_i64().unwrap(),
+        total
+    );
+    assert!(db.get("acquire_count").is_none());
+    let pool = &body["exporter"]["database_pool"];
+    assert_eq!(pool["max_conns"], 2);
+    assert!(pool["acquire_count"].as_u64().unwrap() >= 1);
+    assert!(pool["total_conns"].as_u64().unwrap() <= 2);
     assert_eq!(db["server_max_connections"], 100);
     assert_eq!(db["pg_stat_statements"], "not installed");
     assert!(db["latency_ms"].as_f64().unwrap() > 0.0);

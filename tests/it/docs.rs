@@ -17,6 +17,23 @@ fn readme_metric_table_is_the_catalogue() {
 }
 
 #[test]
+fn readme_and_architecture_merge_tables_are_the_one_in_the_code() {
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let table = fluxbase_exporter::upstream::merge::markdown_table();
+    assert!(
+        readme.contains(&table),
+        "README.md's merge table is out of date; replace it with:\n{table}"
+    );
+    let architecture =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md")).unwrap();
+    assert!(
+        architecture.contains(&table),
+        "ARCHITECTURE.md's merge table is out of date; replace it with:\n{table}"
+    );
+}
+
+#[test]
 fn readme_flag_table_lists_every_flag_with_its_environment_variable() {
     use clap::CommandFactory;
     let readme =

@@ -250,10 +250,6 @@ fn the_prometheus_rule_is_generated_from_the_rule_files_and_its_groups_pass_prom
     }
 }
 
-/// Flags the sidecar uses that issue 11 adds (reading Fluxbase's own metrics endpoint and
-/// `/health`); they join README's configuration table when its branch is merged.
-const FLAGS_FROM_ISSUE_11: &[&str] = &["--fluxbase.metrics-url", "--fluxbase.url"];
-
 #[test]
 fn every_flag_and_variable_the_sidecar_sets_is_one_the_exporter_documents() {
     let readme = read("README.md");
@@ -265,9 +261,6 @@ fn every_flag_and_variable_the_sidecar_sets_is_one_the_exporter_documents() {
     {
         let flag = format!("--{}", arg.split('=').next().unwrap_or(arg));
         flags += 1;
-        if FLAGS_FROM_ISSUE_11.contains(&flag.as_str()) {
-            continue;
-        }
         assert!(
             readme.contains(&format!("| `{flag}` |")),
             "the sidecar sets {flag}, which README's configuration table lacks"

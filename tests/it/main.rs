@@ -14,4 +14,6 @@ mod kubernetes;
 mod operations;
 mod promtool;
 mod properties;
+mod standin;
 mod storage;
+mod upstream;

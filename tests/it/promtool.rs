@@ -22,6 +22,26 @@ pub fn promtool() -> String {
     );
 }
 
+/// Asserts that `promtool check metrics` accepts `exposition` without a lint message.
+pub fn check_metrics(exposition: &[u8]) {
+    let mut child = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child.stdin.take().unwrap().write_all(exposition).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let messages = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "promtool failed: {messages}");
+    assert_eq!(messages.trim(), "", "promtool lint messages");
+}
+
 #[test]
 fn promtool_check_metrics_is_clean() {
     let exporter = Exporter::start(&[]);

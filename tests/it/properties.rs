@@ -100,6 +100,82 @@ fn line() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// A line of an exposition as Fluxbase's endpoint might serve it, or almost: headers and
+/// samples of catalogue families (so the merge is exercised), Go's own, and random names,
+/// with hostile label values and every kind of value.
+fn exposition_line() -> impl Strategy<Value = String> {
+    let name = prop_oneof![
+        Just("fluxbase_http_requests_total".to_owned()),
+        Just("fluxbase_http_request_duration_seconds".to_owned()),
+        Just("fluxbase_http_requests_in_flight".to_owned()),
+        Just("fluxbase_realtime_connections".to_owned()),
+        Just("fluxbase_db_connections".to_owned()),
+        Just("process_start_time_seconds".to_owned()),
+        Just("go_gc_duration_seconds".to_owned()),
+        "[a-z_]{1,6}",
+    ];
+    let kind = prop_oneof![
+        Just("counter"),
+        Just("gauge"),
+        Just("histogram"),
+        Just("summary"),
+        Just("untyped"),
+        Just("counterish"),
+    ];
+    let suffix = prop_oneof![Just(""), Just("_bucket"), Just("_sum"), Just("_count")];
+    let label = (
+        prop_oneof![
+            Just("le".to_owned()),
+            Just("quantile".to_owned()),
+            Just("method".to_owned()),
+            "[a-z_]{1,3}"
+        ],
+        prop_oneof![
+            Just("+Inf".to_owned()),
+            Just("0.5".to_owned()),
+            field_text().prop_map(|text| text
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")),
+            "[a-z\\\\\"]{0,4}",
+        ],
+    );
+    let value = prop_oneof![
+        Just("NaN".to_owned()),
+        Just("+Inf".to_owned()),
+        Just("-Inf".to_owned()),
+        any::<f64>().prop_map(|f| format!("{f:e}")),
+        (0u32..100_000).prop_map(|n| n.to_string()),
+        "[0-9.e+-]{1,6}",
+    ];
+    prop_oneof![
+        (name.clone(), kind).prop_map(|(name, kind)| format!("# TYPE {name} {kind}")),
+        (name.clone(), field_text()).prop_map(|(name, help)| format!(
+            "# HELP {name} {}",
+            help.replace('\\', "\\\\").replace('\n', "\\n")
+        )),
+        (
+            name,
+            suffix,
+            vec(label, 0..3),
+            value,
+            proptest::option::of(-99i64..99)
+        )
+            .prop_map(|(name, suffix, labels, value, timestamp)| {
+                let labels: Vec<String> =
+                    labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+                let labels = if labels.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{}}}", labels.join(","))
+                };
+                let timestamp = timestamp.map(|t| format!(" {t}")).unwrap_or_default();
+                format!("{name}{suffix}{labels} {value}{timestamp}")
+            }),
+        field_text(),
+    ]
+}
+
 proptest! {
     #[test]
     fn any_event_log_renders_a_valid_exposition(lines in vec(line(), 0..40)) {
@@ -119,6 +195,15 @@ proptest! {
     #[test]
     fn label_values_and_help_escape_and_read_back(text in field_text()) {
         checks::exposition_escaping(&text);
+    }
+
+    #[test]
+    fn any_upstream_answer_parses_strictly_round_trips_and_merges_validly(
+        lines in vec(exposition_line(), 0..30)
+    ) {
+        let mut text = lines.join("\n");
+        text.push('\n');
+        checks::upstream_exposition(text.as_bytes());
     }
 }
 
