@@ -446,9 +446,9 @@ fn with_only_fluxbases_file_and_no_flags_it_finds_the_database_storage_api_and_m
     let cluster = Cluster::shared();
     let database = cluster.database(true, &["pg_stat_statements"]);
     let api = StandIn::start(Mode::Ok);
-    // Fluxbase's metrics port: a listener the metrics URL points at (11a's scraper reads it).
-    let metrics = TcpListener::bind("127.0.0.1:0").unwrap();
-    let metrics_port = metrics.local_addr().unwrap().port();
+    // Fluxbase's metrics port, serving Fluxbase's exposition; only its port is in the file.
+    let metrics = crate::standin::StandIn::start(crate::standin::FLUXBASE);
+    let metrics_port = metrics.addr.port();
     let workdir = TempDir::new("fluxbase-host");
     std::fs::create_dir_all(workdir.path.join("data/storage")).unwrap();
     std::fs::create_dir_all(workdir.path.join("config")).unwrap();
@@ -490,6 +490,19 @@ fn with_only_fluxbases_file_and_no_flags_it_finds_the_database_storage_api_and_m
         },
     );
     assert_eq!(health.status, 200);
+    // The metrics URL is built from the file's port and Fluxbase's default path, and read.
+    wait_for(
+        &exporter,
+        "/metrics",
+        "Fluxbase's own metrics read",
+        |response| {
+            metric(
+                &response.text(),
+                "fluxbase_exporter_check_success{check=\"fluxbase_metrics\"}",
+            ) == Some(1.0)
+        },
+    );
+    assert!(metrics.requests().0 >= 1);
 
     let logs = exporter.logs();
     let configuration = |setting: &str| -> serde_json::Value {
@@ -538,7 +551,6 @@ fn with_only_fluxbases_file_and_no_flags_it_finds_the_database_storage_api_and_m
                 && line.contains(&workdir.path.join("data/storage").display().to_string())),
         "{logs:#?}"
     );
-    drop(metrics);
 }
 
 #[test]
