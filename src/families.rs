@@ -193,6 +193,7 @@ impl ExporterFamilies {
             },
             database: DatabaseFamilies {
                 server_max_connections: Family::new(&EXPORTER_DB_SERVER_MAX_CONNECTIONS, limit),
+                leader: Family::new(&EXPORTER_DATABASE_LEADER, limit),
                 realtime_listeners: Family::new(&EXPORTER_REALTIME_LISTENERS, limit),
                 auth_sessions_active: Family::new(&EXPORTER_AUTH_SESSIONS_ACTIVE, limit),
                 auth_users_locked: Family::new(&EXPORTER_AUTH_USERS_LOCKED, limit),
@@ -300,6 +301,8 @@ impl CheckFamilies {
 /// What the database worker measures beyond Fluxbase's own families.
 pub struct DatabaseFamilies {
     pub server_max_connections: Family<Gauge>,
+    /// 1 while this exporter leads, 0 while it follows (set by the election).
+    pub leader: Family<Gauge>,
     pub realtime_listeners: Family<Gauge>,
     pub auth_sessions_active: Family<Gauge>,
     pub auth_users_locked: Family<Gauge>,
@@ -349,6 +352,7 @@ impl Collector for CheckFamilies {
 impl Collector for DatabaseFamilies {
     fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
         self.server_max_connections.collect(scrape, out);
+        self.leader.collect(scrape, out);
         self.realtime_listeners.collect(scrape, out);
         self.auth_sessions_active.collect(scrape, out);
         self.auth_users_locked.collect(scrape, out);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::follow::{FollowState, Follower, Piece, split_lines};
 use super::mapping::{Counted, Ingest};
 use super::parse::{self, Event, Skip};
-use crate::database::{DatabasePool, queries};
+use crate::database::{DatabasePool, Leadership, queries};
 use crate::families::{ExporterFamilies, FluxbaseFamilies};
 use crate::incremental::Window;
 use crate::metrics::{Counter, Gauge, Histogram};
@@ -317,6 +317,8 @@ pub struct DatabaseSource {
     meter: Meter,
     status: Arc<Published<SourceStatus>>,
     failing: bool,
+    /// Only the leader reads `logging.entries` (see `database::leader`).
+    leadership: Arc<Leadership>,
 }
 
 const CATEGORIES: [&str; 2] = ["http", "security"];
@@ -342,7 +344,26 @@ impl DatabaseSource {
             meter,
             status,
             failing: false,
+            leadership: Arc::new(Leadership::new(false)),
         }
+    }
+
+    /// Reads only while this exporter leads the exporters sharing the database (without it,
+    /// always, as with `--database.coordinate=false`).
+    pub fn led_by(mut self, leadership: Arc<Leadership>) -> Self {
+        self.leadership = leadership;
+        self
+    }
+
+    /// A round while another exporter leads: nothing is read, and the reading position is
+    /// forgotten, so that leading again starts from then, as a freshly started reader does
+    /// (rows written meanwhile were the other leader's to count).
+    fn stand_by(&mut self) {
+        self.windows = None;
+        self.status.publish(
+            self.meter
+                .status("standing by: another exporter leads and reads logging.entries"),
+        );
     }
 
     fn read(&mut self) -> Result<(), String> {
@@ -421,6 +442,9 @@ impl Worker for DatabaseSource {
     }
 
     fn run_once(&mut self, _: Instant) {
+        if !self.leadership.confirm_on(&self.pool, self.timeout) {
+            return self.stand_by();
+        }
         let state = match self.read() {
             Ok(()) => {
                 if self.failing {

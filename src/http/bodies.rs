@@ -39,6 +39,10 @@ pub struct SystemMetrics {
 #[derive(Debug, Default, Serialize)]
 pub struct DatabaseBody {
     pub configured: bool,
+    /// `leader` (this exporter does the database-wide work) or `follower` (another one does:
+    /// the server figures below are absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
     /// Why nothing is measured, or what failed in the latest check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -186,6 +190,7 @@ impl DatabaseBody {
         let activity = status.live.and_then(|live| live.activity);
         DatabaseBody {
             configured: true,
+            role: status.role.map(|role| role.as_str()),
             message: status.error.clone(),
             pool: Some(PoolBody {
                 acquire_count: pool.acquire_count,
