@@ -645,7 +645,12 @@ impl DatabaseWorker {
                 ..reading
             });
         }
+        let changed = self.leading != leads;
         self.leading = leads;
+        if changed {
+            // `database.role` changes with the gauge, not at the end of the round.
+            self.publish_status();
+        }
         leads
     }
 

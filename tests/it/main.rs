@@ -7,6 +7,7 @@ mod config_and_lifecycle;
 mod database;
 mod docs;
 mod events;
+mod fleet;
 mod hostile;
 mod http_surface;
 mod operations;

@@ -1,0 +1,505 @@
+//! A fleet: five exporters with the same configuration (as sidecars of five Fluxbase replicas
+//! have) against one real PostgreSQL. One leads and does the database-wide work; the fleet's
+//! sums are the truth, in the exporters' own bodies and in a real Prometheus scraping all five.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::harness::{DEADLINE, Exporter, TempDir, metric};
+use crate::postgres::{Cluster, TestDatabase, free_port};
+
+const FLEET: usize = 5;
+const POOL: usize = 2;
+/// `--check.interval`.
+const INTERVAL: Duration = Duration::from_secs(1);
+/// `--database.aggregates-interval`.
+const AGGREGATES: Duration = Duration::from_secs(2);
+const TOKEN: &str = "fleet-token";
+/// The series the inserted `logging.entries` rows feed.
+const REQUESTS: &str = "fluxbase_http_requests_total{method=\"GET\",path=\"/api/v1/tables/fleet/records/:id\",status=\"2xx\"}";
+
+/// A role as the README describes, plus what the `logging.entries` reader needs (reference §4).
+/// Not a superuser: pg_stat_statements tracks its statements, so the test can count them.
+fn exporter_role(database: &TestDatabase) -> String {
+    let role = format!("fleet_{}", database.name);
+    database
+        .connect()
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'fleet-pw' BYPASSRLS;
+             GRANT pg_monitor TO {role};
+             GRANT USAGE ON SCHEMA storage, auth, jobs, logging TO {role};
+             GRANT SELECT ON storage.buckets, storage.objects, auth.users, auth.sessions,
+                             auth.webhook_deliveries, jobs.queue, jobs.workers, logging.entries TO {role};"
+        ))
+        .expect("create the exporter role");
+    role
+}
+
+fn start_member(url: &str) -> Exporter {
+    let interval = crate_duration(INTERVAL);
+    let aggregates = crate_duration(AGGREGATES);
+    let pool = POOL.to_string();
+    Exporter::start_with_env(
+        &[
+            "--database.url",
+            url,
+            "--database.pool-size",
+            &pool,
+            "--events.database",
+            "--check.interval",
+            &interval,
+            "--check.timeout",
+            "3s",
+            "--database.aggregates-interval",
+            &aggregates,
+        ],
+        &[("FLUXBASE_EXPORTER_AUTH_TOKEN", TOKEN)],
+    )
+}
+
+fn crate_duration(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis())
+}
+
+/// Each member's `fluxbase_exporter_database_leader` (`None`: not published yet).
+fn leader_gauges(fleet: &[Option<Exporter>]) -> Vec<Option<f64>> {
+    fleet
+        .iter()
+        .flatten()
+        .map(|member| {
+            metric(
+                &member.get("/metrics").text(),
+                "fluxbase_exporter_database_leader",
+            )
+        })
+        .collect()
+}
+
+/// The index of the one leader when exactly one member says it leads and every other says it
+/// follows.
+fn the_leader(fleet: &[Option<Exporter>]) -> Option<usize> {
+    let gauges = leader_gauges(fleet);
+    let leaders: Vec<usize> = (0..gauges.len())
+        .filter(|&i| gauges[i] == Some(1.0))
+        .collect();
+    let followers = gauges.iter().filter(|g| **g == Some(0.0)).count();
+    (leaders.len() == 1 && followers == gauges.len() - 1).then(|| leaders[0])
+}
+
+fn json(member: &Exporter) -> serde_json::Value {
+    member
+        .get_with(
+            "/api/v1/monitoring/metrics",
+            &[("Authorization", &format!("Bearer {TOKEN}"))],
+        )
+        .json()
+}
+
+/// The sum over the members of the sample `series` (absent samples add nothing), and how many
+/// members have it.
+fn fleet_sum(fleet: &[Option<Exporter>], series: &str) -> (f64, usize) {
+    fleet
+        .iter()
+        .flatten()
+        .filter_map(|member| metric(&member.get("/metrics").text(), series))
+        .fold((0.0, 0), |(sum, n), value| (sum + value, n + 1))
+}
+
+/// Waits until `condition` holds, polling every 100 ms, or fails after `within`.
+fn wait_until(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Fluxbase's client sessions, as the exporter counts them (its own left out).
+fn truth_connections(client: &mut postgres::Client) -> f64 {
+    client
+        .query_one(
+            "SELECT count(*)::int8 FROM pg_stat_activity WHERE datname = current_database() \
+             AND backend_type = 'client backend' AND application_name IS DISTINCT FROM 'fluxbase-exporter'",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0) as f64
+}
+
+/// Writes `rows` http rows the way Fluxbase's log writer does (reference §4): in batches of at
+/// most 100 in one INSERT each, the `timestamp` the time the writer parsed the event (up to a
+/// second before the flush, so a batch lands behind newer rows), random ids, the event's own
+/// Unix `time` left inside `fields`.
+fn write_like_fluxbase(client: &mut postgres::Client, rows: i32, seed: i32) {
+    let mut left = rows;
+    let mut batch = 0;
+    while left > 0 {
+        let size = left.min(100);
+        client
+            .execute(
+                "INSERT INTO logging.entries (\"timestamp\", category, level, message, ip_address, fields) \
+                 SELECT now() - make_interval(secs => ((i * 37 + $2) % 100) / 100.0), 'http', 'info', 'HTTP request', \
+                        '198.51.100.7', jsonb_build_object('method', 'GET', 'path', '/api/v1/tables/fleet/records/' || i, \
+                        'status', 200, 'duration_ms', 12, 'response_bytes', 300, 'time', extract(epoch FROM now())::int8) \
+                 FROM generate_series(1, $1) AS i",
+                &[&size, &(seed + batch)],
+            )
+            .unwrap();
+        left -= size;
+        batch += 1;
+    }
+}
+
+/// The calls pg_stat_statements holds for the exporter role's statements matching `pattern`.
+fn calls(client: &mut postgres::Client, role: &str, pattern: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT coalesce(sum(s.calls), 0)::int8 FROM pg_stat_statements s \
+             JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = $1 AND s.query LIKE $2",
+            &[&role, &pattern],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Samples the exporters' sessions (all of them, every 50 ms) until stopped; returns the
+/// highest count seen and the number of samples.
+fn sample_sessions(
+    database: &TestDatabase,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<(i64, u32)> {
+    let mut client = database.connect();
+    thread::spawn(move || {
+        let (mut highest, mut samples) = (0, 0u32);
+        let started = Instant::now();
+        // Bounded in count and time, whatever happens to the test.
+        while !stop.load(Ordering::Relaxed)
+            && samples < 20_000
+            && started.elapsed() < Duration::from_secs(300)
+        {
+            let sessions: i64 = client
+                .query_one(
+                    "SELECT count(*)::int8 FROM pg_stat_activity WHERE application_name = 'fluxbase-exporter'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            highest = highest.max(sessions);
+            samples += 1;
+            thread::sleep(Duration::from_millis(50));
+        }
+        (highest, samples)
+    })
+}
+
+/// A real Prometheus scraping the fleet every second. Killed when dropped.
+struct Prometheus {
+    child: Child,
+    api: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Prometheus {
+    fn start(targets: &[SocketAddr]) -> Prometheus {
+        let dir = TempDir::new("fleet-prometheus");
+        let port = free_port();
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = dir.path.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: fluxbase-exporter\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        )
+        .unwrap();
+        let binary = ["prometheus", "/usr/bin/prometheus"]
+            .into_iter()
+            .find(|p| {
+                Command::new(p)
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .expect("Prometheus is needed: make test installs Debian's prometheus package");
+        let child = Command::new(binary)
+            .args([
+                &format!("--config.file={}", config.display()),
+                &format!("--storage.tsdb.path={}", dir.path.join("data").display()),
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start Prometheus");
+        Prometheus {
+            child,
+            api: format!("127.0.0.1:{port}").parse().unwrap(),
+            _dir: dir,
+        }
+    }
+
+    /// The value of an instant query with one result (`None`: not listening yet, or no result).
+    fn query(&self, promql: &str) -> Option<f64> {
+        let mut stream = std::net::TcpStream::connect(self.api).ok()?;
+        stream.set_read_timeout(Some(DEADLINE)).ok()?;
+        let encoded: String = promql
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        stream
+            .write_all(
+                format!("GET /api/v1/query?query={encoded} HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .ok()?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&crate::harness::read_response(&mut stream, true)?.body).ok()?;
+        let results = body["data"]["result"].as_array()?;
+        if results.len() != 1 {
+            return None;
+        }
+        results[0]["value"][1].as_str()?.parse().ok()
+    }
+
+    /// Waits until `promql` gives `want`.
+    fn wait_for(&self, promql: &str, want: f64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = self.query(promql);
+            if got == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus: {promql} is {got:?}, want {want}"
+            );
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn five_exporters_elect_one_leader_and_the_fleet_counts_everything_once() {
+    // A cluster of its own: other tests reset pg_stat_statements on the shared one.
+    let cluster = Cluster::start(true);
+    let database = cluster.database(true, &["pg_stat_statements"]);
+    let role = exporter_role(&database);
+    let url = format!(
+        "postgres://{role}:fleet-pw@127.0.0.1:{}/{}?sslmode=disable",
+        database.port, database.name
+    );
+    let mut admin = database.connect();
+    // Sessions of "Fluxbase": one listening on the change feed, two idle.
+    let mut listener = database.connect();
+    listener.batch_execute("LISTEN fluxbase_changes").unwrap();
+    let _idle = [database.connect(), database.connect()];
+
+    let stop_sampling = Arc::new(AtomicBool::new(false));
+    let sampler = sample_sessions(&database, Arc::clone(&stop_sampling));
+
+    let mut fleet: Vec<Option<Exporter>> = (0..FLEET).map(|_| Some(start_member(&url))).collect();
+    let prometheus = Prometheus::start(&fleet.iter().flatten().map(|m| m.addr).collect::<Vec<_>>());
+
+    // Once every member has done a round (its database health is known) and one check
+    // interval has passed, exactly one leads, and it stays the same one.
+    for member in fleet.iter().flatten() {
+        crate::harness::wait_for(
+            member,
+            "/api/v1/monitoring/health",
+            "a healthy database",
+            |r| r.json()["services"]["database"]["status"] == "healthy",
+        );
+    }
+    thread::sleep(INTERVAL);
+    let leader = the_leader(&fleet)
+        .unwrap_or_else(|| panic!("not exactly one leader: {:?}", leader_gauges(&fleet)));
+    let watched = Instant::now();
+    let mut looks = 0;
+    while watched.elapsed() < INTERVAL * 3 && looks < 100 {
+        assert_eq!(
+            the_leader(&fleet),
+            Some(leader),
+            "leaders: {:?}",
+            leader_gauges(&fleet)
+        );
+        looks += 1;
+    }
+    for (i, member) in fleet.iter().flatten().enumerate() {
+        let body = json(member);
+        let want = if i == leader { "leader" } else { "follower" };
+        assert_eq!(body["database"]["role"], want, "member {i}: {body}");
+        if i != leader {
+            // A follower shows no server figures and no realtime block.
+            assert!(
+                body["database"].get("server_connections").is_none(),
+                "{body}"
+            );
+            assert!(body.get("realtime").is_none(), "{body}");
+        }
+    }
+
+    // The fleet's sum of connections is the truth, and only the leader publishes it.
+    let truth = truth_connections(&mut admin);
+    assert!(truth >= 4.0, "the test's own sessions: {truth}");
+    wait_until(
+        DEADLINE,
+        "sum(fluxbase_db_connections) to be the truth",
+        || fleet_sum(&fleet, "fluxbase_db_connections") == (truth, 1),
+    );
+    assert_eq!(
+        fleet_sum(&fleet, "fluxbase_exporter_realtime_listeners"),
+        (1.0, 1)
+    );
+
+    // Each logging.entries row is counted once across the fleet.
+    let mut writer = database.connect();
+    let mut written = 0;
+    for seed in 0..4 {
+        write_like_fluxbase(&mut writer, 150, seed * 7);
+        written += 150;
+        thread::sleep(Duration::from_millis(300));
+    }
+    wait_until(DEADLINE, "every row counted", || {
+        fleet_sum(&fleet, REQUESTS).0 == written as f64
+    });
+    // Several more rounds re-read the overlap window: still once.
+    thread::sleep(INTERVAL * 3);
+    assert_eq!(fleet_sum(&fleet, REQUESTS), (written as f64, 1));
+    assert_eq!(
+        fleet_sum(
+            &fleet,
+            "fluxbase_exporter_events_lines_total{source=\"database\"}"
+        )
+        .0,
+        written as f64
+    );
+
+    // pg_stat_statements: the aggregates run once per aggregates interval and the activity
+    // reading once per check interval, for the whole fleet.
+    let aggregate = "%FROM auth.sessions WHERE expires_at > now()%";
+    let activity = "%FROM pg_stat_activity%application_name IS DISTINCT FROM%";
+    let (aggregates_before, activity_before) = (
+        calls(&mut admin, &role, aggregate),
+        calls(&mut admin, &role, activity),
+    );
+    let window_started = Instant::now();
+    thread::sleep(AGGREGATES * 4);
+    let (aggregates_after, activity_after) = (
+        calls(&mut admin, &role, aggregate),
+        calls(&mut admin, &role, activity),
+    );
+    let window = window_started.elapsed().as_secs_f64();
+    let aggregates_run = (aggregates_after - aggregates_before) as f64;
+    let activity_run = (activity_after - activity_before) as f64;
+    let once = window / AGGREGATES.as_secs_f64();
+    assert!(
+        aggregates_run >= 1.0 && aggregates_run <= once + 1.0,
+        "the auth.sessions aggregate ran {aggregates_run} times in {window:.1}s (once per {AGGREGATES:?} is {once:.1})"
+    );
+    let once = window / INTERVAL.as_secs_f64();
+    assert!(
+        activity_run >= 1.0 && activity_run <= once + 1.0,
+        "the pg_stat_activity reading ran {activity_run} times in {window:.1}s (once per {INTERVAL:?} is {once:.1})"
+    );
+
+    // A real Prometheus over the five: the database-wide expressions give the truth (the
+    // test's sessions have not changed since the writer's opened).
+    let truth = truth_connections(&mut admin);
+    prometheus.wait_for("count(up{job=\"fluxbase-exporter\"} == 1)", FLEET as f64);
+    prometheus.wait_for("sum(fluxbase_db_connections)", truth);
+    prometheus.wait_for("count(fluxbase_exporter_database_leader == 1)", 1.0);
+    prometheus.wait_for("sum(fluxbase_exporter_database_leader)", 1.0);
+    prometheus.wait_for(&format!("sum({REQUESTS})"), written as f64);
+    prometheus.wait_for("sum(fluxbase_exporter_auth_sessions_active)", 3.0);
+
+    // The leader killed with SIGKILL: another takes the lock within two check intervals.
+    let killed = fleet[leader].take().expect("the leader runs");
+    let (_, _) = killed.stop_with("KILL");
+    let died = Instant::now();
+    let mut new_leader = None;
+    while died.elapsed() < INTERVAL * 4 {
+        if let Some(index) = the_leader(&fleet) {
+            new_leader = Some(index);
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let replaced_after = died.elapsed();
+    let new_leader = new_leader.unwrap_or_else(|| {
+        panic!(
+            "no single new leader within {:?}: {:?}",
+            INTERVAL * 4,
+            leader_gauges(&fleet)
+        )
+    });
+    assert!(
+        replaced_after <= INTERVAL * 2,
+        "the leader was replaced after {replaced_after:?}, more than two check intervals"
+    );
+    // `the_leader` indexes the survivors; find the member it means.
+    let survivors: Vec<&Exporter> = fleet.iter().flatten().collect();
+    let now_leading = survivors[new_leader];
+    // The JSON follows at the end of the new leader's round.
+    wait_until(INTERVAL * 2, "the new leader's JSON role", || {
+        json(now_leading)["database"]["role"] == "leader"
+    });
+
+    // The new leader's figures are the truth too, and new rows are counted once, by it.
+    let truth = truth_connections(&mut admin);
+    wait_until(
+        DEADLINE,
+        "sum(fluxbase_db_connections) after the change",
+        || fleet_sum(&fleet, "fluxbase_db_connections") == (truth, 1),
+    );
+    wait_until(DEADLINE, "the new leader's reader to follow", || {
+        json(now_leading)["exporter"]["event_sources"][0]["state"] == "following logging.entries"
+    });
+    // The writer stamps rows up to a second before it flushes them; rows stamped before the
+    // new leader started reading are the documented gap of a change of leader.
+    thread::sleep(Duration::from_millis(1100));
+    let before = fleet_sum(&fleet, REQUESTS).0;
+    write_like_fluxbase(&mut writer, 120, 99);
+    wait_until(DEADLINE, "the new rows counted", || {
+        fleet_sum(&fleet, REQUESTS).0 == before + 120.0
+    });
+    thread::sleep(INTERVAL * 3);
+    assert_eq!(fleet_sum(&fleet, REQUESTS).0, before + 120.0);
+    prometheus.wait_for("count(fluxbase_exporter_database_leader == 1)", 1.0);
+    prometheus.wait_for("sum(fluxbase_db_connections)", truth);
+
+    stop_sampling.store(true, Ordering::Relaxed);
+    let (highest, samples) = sampler.join().expect("the sampler");
+    assert!(samples > 10, "{samples} samples");
+    assert!(
+        highest >= FLEET as i64,
+        "each member holds a session: {highest}"
+    );
+    assert!(
+        highest <= (FLEET * POOL) as i64,
+        "{highest} exporter sessions at once, above {FLEET} × {POOL}"
+    );
+    eprintln!(
+        "fleet: leader replaced after {replaced_after:?}; at most {highest} exporter sessions; \
+         in {window:.1}s the aggregate ran {aggregates_run} times, the activity reading {activity_run}"
+    );
+}
