@@ -503,3 +503,134 @@ fn five_exporters_elect_one_leader_and_the_fleet_counts_everything_once() {
          in {window:.1}s the aggregate ran {aggregates_run} times, the activity reading {activity_run}"
     );
 }
+
+/// The pid of the session holding the leader lock in `database`, if any. Advisory locks belong
+/// to one database, so exporters of other tests' databases on the same cluster do not count.
+fn lock_holder(client: &mut postgres::Client) -> Option<i32> {
+    client
+        .query_opt(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND classid = 3130696345 AND objid = 550432697 AND objsubid = 1",
+            &[],
+        )
+        .unwrap()
+        .map(|row| row.get(0))
+}
+
+/// Fast rounds for the smaller fleets.
+fn start_fast(url: &str, extra: &[&str]) -> Exporter {
+    let mut args = vec![
+        "--database.url",
+        url,
+        "--events.database",
+        "--check.interval",
+        "300ms",
+        "--check.timeout",
+        "3s",
+        "--database.aggregates-interval",
+        "300ms",
+    ];
+    args.extend_from_slice(extra);
+    Exporter::start_with_env(&args, &[("FLUXBASE_EXPORTER_AUTH_TOKEN", TOKEN)])
+}
+
+/// The server closes the leader's lock session (as a DBA's pg_terminate_backend, a failover or
+/// an idle-session reaper would): the leader notices at its next round and withdraws its
+/// database-wide series; one exporter leads again, under the documented key.
+#[test]
+fn a_leader_whose_lock_session_breaks_stops_publishing_and_one_leads_again() {
+    let database = Cluster::shared().database(true, &[]);
+    let url = database.url();
+    let fleet: Vec<Option<Exporter>> = (0..2).map(|_| Some(start_fast(&url, &[]))).collect();
+    let mut admin = database.connect();
+    wait_until(DEADLINE, "one leader", || the_leader(&fleet).is_some());
+    let leader = the_leader(&fleet).unwrap();
+    let members: Vec<&Exporter> = fleet.iter().flatten().collect();
+    wait_until(DEADLINE, "the leader's figures", || {
+        fleet_sum(&fleet, "fluxbase_db_connections").1 == 1
+    });
+    let holder = lock_holder(&mut admin).expect("the documented lock key is held");
+
+    let terminated: bool = admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&holder])
+        .unwrap()
+        .get(0);
+    assert!(terminated);
+    // Within a few rounds: the broken session was noticed, and one exporter leads again on
+    // a new session. Whichever leads, only it shows the database-wide series.
+    wait_until(DEADLINE, "the break noticed", || {
+        members[leader]
+            .logs()
+            .iter()
+            .any(|line| line.contains("the session holding the leader lock broke"))
+    });
+    wait_until(DEADLINE, "a new lock session", || {
+        lock_holder(&mut admin).is_some_and(|pid| pid != holder)
+    });
+    wait_until(DEADLINE, "one leader again, alone with the figures", || {
+        let Some(now) = the_leader(&fleet) else {
+            return false;
+        };
+        let text = members[1 - now].get("/metrics").text();
+        json(members[1 - now])["database"]["role"] == "follower"
+            && metric(&text, "fluxbase_db_connections").is_none()
+            && metric(&text, "fluxbase_exporter_realtime_listeners").is_none()
+            && metric(&text, "fluxbase_exporter_auth_sessions_active").is_none()
+            && metric(&text, "fluxbase_jobs_processing").is_none()
+            && !text.contains("check=\"database_aggregates\"")
+            && metric(
+                &members[now].get("/metrics").text(),
+                "fluxbase_db_connections",
+            )
+            .is_some()
+    });
+    // The follower keeps its own liveness ping and database health.
+    let follower = members[1 - the_leader(&fleet).unwrap()];
+    let health = follower.get("/api/v1/monitoring/health").json();
+    assert_eq!(
+        health["services"]["database"]["status"], "healthy",
+        "{health}"
+    );
+    assert!(health["services"].get("realtime").is_none(), "{health}");
+    let state = &json(follower)["exporter"]["event_sources"][0]["state"];
+    assert_eq!(
+        state,
+        "standing by: another exporter leads and reads logging.entries"
+    );
+}
+
+/// `--database.coordinate=false`: every exporter leads, takes no lock, and publishes
+/// everything, as before coordination existed; coordination on one session is refused.
+#[test]
+fn without_coordination_every_exporter_leads_and_no_lock_is_taken() {
+    let database = Cluster::shared().database(true, &[]);
+    let url = database.url();
+    let fleet: Vec<Option<Exporter>> = (0..2)
+        .map(|_| {
+            Some(start_fast(
+                &url,
+                &["--database.coordinate=false", "--database.pool-size", "1"],
+            ))
+        })
+        .collect();
+    wait_until(DEADLINE, "both publishing", || {
+        fleet_sum(&fleet, "fluxbase_db_connections").1 == 2
+    });
+    assert_eq!(leader_gauges(&fleet), [Some(1.0), Some(1.0)]);
+    for member in fleet.iter().flatten() {
+        assert_eq!(json(member)["database"]["role"], "leader");
+    }
+    assert_eq!(lock_holder(&mut database.connect()), None);
+
+    let output =
+        crate::harness::command(&["--database.url", &url, "--database.pool-size", "1"], &[])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the binary");
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "fluxbase-exporter: invalid --database.pool-size: must be at least 2 with --database.coordinate (one session holds the leader lock); set --database.coordinate=false to run on one session\n"
+    );
+}
