@@ -623,6 +623,16 @@ impl DatabaseWorker {
     fn lead(&mut self) -> bool {
         let outcome = self.election.round();
         let leads = outcome == Outcome::Leads;
+        if outcome == Outcome::Follows {
+            // Another exporter runs the aggregates: this one's check series would only age.
+            // (When the lock could not be tried, e.g. the database is down, they stay.)
+            let checks = &self.out.exporter.checks;
+            checks.success.remove(&["database_aggregates"]);
+            checks.duration_seconds.remove(&["database_aggregates"]);
+            checks
+                .last_success_timestamp_seconds
+                .remove(&["database_aggregates"]);
+        }
         self.election_error = match outcome {
             Outcome::Failed(message) => Some(message),
             Outcome::Leads | Outcome::Follows => None,
@@ -630,14 +640,7 @@ impl DatabaseWorker {
         if self.leading && !leads {
             self.clear_measured();
             self.out.health.realtime.publish(None);
-            let checks = &self.out.exporter.checks;
-            checks.success.remove(&["database_aggregates"]);
-            checks.duration_seconds.remove(&["database_aggregates"]);
-            checks
-                .last_success_timestamp_seconds
-                .remove(&["database_aggregates"]);
             self.statements = StatementTracker::default();
-            self.statements_state = "read by the leader".to_owned();
             self.finished_jobs = None;
             self.last_aggregates = None;
             self.live = self.live.map(|reading| LiveReading {
@@ -655,18 +658,22 @@ impl DatabaseWorker {
     }
 
     /// A follower's round: its own liveness ping and `database` health, nothing database-wide
-    /// (no `pg_stat_activity`, no `pg_stat_statements`, no aggregates, no `realtime` verdict).
+    /// (no `pg_stat_activity`, no `pg_stat_statements`, no aggregates, no `realtime` verdict
+    /// while the database answers). Also the round of an exporter that could not try the lock,
+    /// e.g. because the database is down: then it fails exactly as a leader's round does.
     fn follow(&mut self, now: Instant) {
         let started = Instant::now();
         let pinged = self
             .session()
             .and_then(|mut session| ping(&mut session, self.timeout));
         match pinged {
-            Err(failure) => {
-                self.fail(now, &failure);
-                self.out.health.realtime.publish(None);
-            }
+            // As for a leader: realtime cannot be checked by anyone while the database is
+            // unreachable, and a lone exporter reports exactly what it did before coordination.
+            Err(failure) => self.fail(now, &failure),
             Ok(latency) => {
+                // The leader checks realtime.
+                self.out.health.realtime.publish(None);
+                self.statements_state = "read by the leader".to_owned();
                 if self.failures_in_a_row > 0 {
                     log::info!(database = self.target.as_str(); "database reachable again");
                 }
