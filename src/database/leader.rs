@@ -10,12 +10,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use r2d2::PooledConnection;
 use sha2::{Digest, Sha256};
 
-use super::failure::Failure;
+use super::failure::{Failure, Reason};
 use super::pool::{DatabasePool, SessionManager};
 use crate::families::ExporterFamilies;
 
@@ -133,8 +133,11 @@ pub enum Outcome {
     Leads,
     /// Another session holds the lock.
     Follows,
-    /// The lock could not be tried (no session, or the statement failed): not leading.
+    /// The lock statement failed: not leading.
     Failed(String),
+    /// No session could be had within the check timeout: the database is unreachable (the
+    /// worker reports this failure instead of waiting out the timeout a second time).
+    Unreachable(Failure),
 }
 
 impl Election {
@@ -181,17 +184,21 @@ impl Election {
                 }
             }
         }
+        let asked = Instant::now();
         let mut session = match pool.pool.get_timeout(self.timeout) {
             Ok(session) => session,
             Err(_) => {
-                let failure = pool
-                    .failures
-                    .since(std::time::Instant::now() - self.timeout * 2)
-                    .map_or_else(
-                        || "timed out waiting for a session".to_owned(),
-                        |failure| failure.message,
-                    );
-                return self.publish(Outcome::Failed(failure));
+                // The reason r2d2 saw on its own thread; a server that never answers gives none.
+                let failure = pool.failures.since(asked).unwrap_or_else(|| {
+                    Failure::new(
+                        Reason::Timeout,
+                        format!(
+                            "timed out after {:.1}s waiting for the server to answer",
+                            asked.elapsed().as_secs_f64()
+                        ),
+                    )
+                });
+                return self.publish(Outcome::Unreachable(failure));
             }
         };
         let tried = session.client.query_one(

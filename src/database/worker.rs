@@ -70,6 +70,8 @@ pub struct DatabaseWorker {
     leading: bool,
     /// Why the latest election round could not try the lock, if it could not.
     election_error: Option<String>,
+    /// The election could not get a session: the round fails with this, without waiting again.
+    unreachable: Option<Failure>,
 }
 
 impl DatabaseWorker {
@@ -115,6 +117,7 @@ impl DatabaseWorker {
             ),
             leading: true,
             election_error: None,
+            unreachable: None,
             out,
         };
         worker.publish_status();
@@ -633,9 +636,10 @@ impl DatabaseWorker {
                 .last_success_timestamp_seconds
                 .remove(&["database_aggregates"]);
         }
-        self.election_error = match outcome {
-            Outcome::Failed(message) => Some(message),
-            Outcome::Leads | Outcome::Follows => None,
+        (self.election_error, self.unreachable) = match outcome {
+            Outcome::Failed(message) => (Some(message), None),
+            Outcome::Unreachable(failure) => (None, Some(failure)),
+            Outcome::Leads | Outcome::Follows => (None, None),
         };
         if self.leading && !leads {
             self.clear_measured();
@@ -663,9 +667,12 @@ impl DatabaseWorker {
     /// e.g. because the database is down: then it fails exactly as a leader's round does.
     fn follow(&mut self, now: Instant) {
         let started = Instant::now();
-        let pinged = self
-            .session()
-            .and_then(|mut session| ping(&mut session, self.timeout));
+        let pinged = match self.unreachable.take() {
+            Some(failure) => Err(failure),
+            None => self
+                .session()
+                .and_then(|mut session| ping(&mut session, self.timeout)),
+        };
         match pinged {
             // As for a leader: realtime cannot be checked by anyone while the database is
             // unreachable, and a lone exporter reports exactly what it did before coordination.
