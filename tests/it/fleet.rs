@@ -197,6 +197,44 @@ fn sample_sessions(
     })
 }
 
+/// Reads every member's leader gauge every 50 ms until stopped; returns how many rounds of
+/// readings it took and those that did not show exactly one leader.
+fn watch_leaders(
+    members: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<(u32, Vec<Vec<Option<f64>>>)> {
+    thread::spawn(move || {
+        let (mut rounds, mut bad) = (0u32, Vec::new());
+        let started = Instant::now();
+        while !stop.load(Ordering::Relaxed)
+            && rounds < 10_000
+            && started.elapsed() < Duration::from_secs(300)
+        {
+            let gauges: Vec<Option<f64>> = members
+                .iter()
+                .map(|addr| {
+                    let response = crate::harness::raw_request(
+                        *addr,
+                        b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                    );
+                    metric(
+                        &String::from_utf8_lossy(&response.body),
+                        "fluxbase_exporter_database_leader",
+                    )
+                })
+                .collect();
+            let leaders = gauges.iter().filter(|g| **g == Some(1.0)).count();
+            let followers = gauges.iter().filter(|g| **g == Some(0.0)).count();
+            if leaders != 1 || followers != members.len() - 1 {
+                bad.push(gauges);
+            }
+            rounds += 1;
+            thread::sleep(Duration::from_millis(50));
+        }
+        (rounds, bad)
+    })
+}
+
 /// A real Prometheus scraping the fleet every second. Killed when dropped.
 struct Prometheus {
     child: Child,
@@ -333,17 +371,12 @@ fn five_exporters_elect_one_leader_and_the_fleet_counts_everything_once() {
     thread::sleep(INTERVAL);
     let leader = the_leader(&fleet)
         .unwrap_or_else(|| panic!("not exactly one leader: {:?}", leader_gauges(&fleet)));
-    let watched = Instant::now();
-    let mut looks = 0;
-    while watched.elapsed() < INTERVAL * 3 && looks < 100 {
-        assert_eq!(
-            the_leader(&fleet),
-            Some(leader),
-            "leaders: {:?}",
-            leader_gauges(&fleet)
-        );
-        looks += 1;
-    }
+    // From now until the leader is killed, a watcher reads all five gauges continuously.
+    let stop_watching = Arc::new(AtomicBool::new(false));
+    let watcher = watch_leaders(
+        fleet.iter().flatten().map(|m| m.addr).collect(),
+        Arc::clone(&stop_watching),
+    );
     for (i, member) in fleet.iter().flatten().enumerate() {
         let body = json(member);
         let want = if i == leader { "leader" } else { "follower" };
@@ -431,6 +464,16 @@ fn five_exporters_elect_one_leader_and_the_fleet_counts_everything_once() {
     prometheus.wait_for("sum(fluxbase_exporter_database_leader)", 1.0);
     prometheus.wait_for(&format!("sum({REQUESTS})"), written as f64);
     prometheus.wait_for("sum(fluxbase_exporter_auth_sessions_active)", 3.0);
+
+    // Exactly one leader, the same one, the whole time.
+    stop_watching.store(true, Ordering::Relaxed);
+    let (rounds, bad) = watcher.join().expect("the watcher");
+    assert!(rounds > 20, "{rounds} rounds of readings");
+    assert!(
+        bad.is_empty(),
+        "readings without exactly one leader: {bad:?}"
+    );
+    assert_eq!(the_leader(&fleet), Some(leader));
 
     // The leader killed with SIGKILL: another takes the lock within two check intervals.
     let killed = fleet[leader].take().expect("the leader runs");
