@@ -355,14 +355,15 @@ impl DatabaseSource {
         self
     }
 
-    /// A round while another exporter leads: nothing is read, and the reading position is
-    /// forgotten, so that leading again starts from then, as a freshly started reader does
-    /// (rows written meanwhile were the other leader's to count).
+    /// A round while this exporter does not lead (another does, or none can reach the
+    /// database): nothing is read, and the reading position is forgotten, so that leading
+    /// again starts from then, as a freshly started reader does (rows written meanwhile were
+    /// another leader's to count, or are the gap a change of leader leaves).
     fn stand_by(&mut self) {
         self.windows = None;
         self.status.publish(
             self.meter
-                .status("standing by: another exporter leads and reads logging.entries"),
+                .status("standing by: only the leader reads logging.entries, and this exporter does not lead now"),
         );
     }
 

@@ -639,7 +639,7 @@ fn a_leader_whose_lock_session_breaks_stops_publishing_and_one_leads_again() {
     let state = &json(follower)["exporter"]["event_sources"][0]["state"];
     assert_eq!(
         state,
-        "standing by: another exporter leads and reads logging.entries"
+        "standing by: only the leader reads logging.entries, and this exporter does not lead now"
     );
 }
 
