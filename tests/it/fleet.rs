@@ -111,6 +111,28 @@ fn fleet_sum(fleet: &[Option<Exporter>], series: &str) -> (f64, usize) {
 }
 
 /// Waits until `condition` holds, polling every 100 ms, or fails after `within`.
+/// Waits until `get` gives `want`, polling every 100 ms, or fails after `within` showing the
+/// last value.
+fn wait_for_value<T: PartialEq + std::fmt::Debug>(
+    within: Duration,
+    what: &str,
+    want: T,
+    mut get: impl FnMut() -> T,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = get();
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {got:?}, want {want:?}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn wait_until(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !condition() {
@@ -394,10 +416,11 @@ fn five_exporters_elect_one_leader_and_the_fleet_counts_everything_once() {
     // The fleet's sum of connections is the truth, and only the leader publishes it.
     let truth = truth_connections(&mut admin);
     assert!(truth >= 4.0, "the test's own sessions: {truth}");
-    wait_until(
+    wait_for_value(
         DEADLINE,
         "sum(fluxbase_db_connections) to be the truth",
-        || fleet_sum(&fleet, "fluxbase_db_connections") == (truth, 1),
+        (truth, 1),
+        || fleet_sum(&fleet, "fluxbase_db_connections"),
     );
     assert_eq!(
         fleet_sum(&fleet, "fluxbase_exporter_realtime_listeners"),
@@ -412,8 +435,8 @@ fn five_exporters_elect_one_leader_and_the_fleet_counts_everything_once() {
         written += 150;
         thread::sleep(Duration::from_millis(300));
     }
-    wait_until(DEADLINE, "every row counted", || {
-        fleet_sum(&fleet, REQUESTS).0 == written as f64
+    wait_for_value(DEADLINE, "every row counted", written as f64, || {
+        fleet_sum(&fleet, REQUESTS).0
     });
     // Several more rounds re-read the overlap window: still once.
     thread::sleep(INTERVAL * 3);
@@ -502,28 +525,35 @@ fn five_exporters_elect_one_leader_and_the_fleet_counts_everything_once() {
     // `the_leader` indexes the survivors; find the member it means.
     let survivors: Vec<&Exporter> = fleet.iter().flatten().collect();
     let now_leading = survivors[new_leader];
-    // The JSON follows at the end of the new leader's round.
-    wait_until(INTERVAL * 2, "the new leader's JSON role", || {
-        json(now_leading)["database"]["role"] == "leader"
-    });
+    // The JSON changes with the gauge (both at the top of the new leader's round).
+    wait_for_value(
+        DEADLINE,
+        "the new leader's JSON role",
+        "leader".into(),
+        || json(now_leading)["database"]["role"].clone(),
+    );
 
     // The new leader's figures are the truth too, and new rows are counted once, by it.
     let truth = truth_connections(&mut admin);
-    wait_until(
+    wait_for_value(
         DEADLINE,
         "sum(fluxbase_db_connections) after the change",
-        || fleet_sum(&fleet, "fluxbase_db_connections") == (truth, 1),
+        (truth, 1),
+        || fleet_sum(&fleet, "fluxbase_db_connections"),
     );
-    wait_until(DEADLINE, "the new leader's reader to follow", || {
-        json(now_leading)["exporter"]["event_sources"][0]["state"] == "following logging.entries"
-    });
+    wait_for_value(
+        DEADLINE,
+        "the new leader's reader to follow",
+        "following logging.entries".into(),
+        || json(now_leading)["exporter"]["event_sources"][0]["state"].clone(),
+    );
     // The writer stamps rows up to a second before it flushes them; rows stamped before the
     // new leader started reading are the documented gap of a change of leader.
     thread::sleep(Duration::from_millis(1100));
     let before = fleet_sum(&fleet, REQUESTS).0;
     write_like_fluxbase(&mut writer, 120, 99);
-    wait_until(DEADLINE, "the new rows counted", || {
-        fleet_sum(&fleet, REQUESTS).0 == before + 120.0
+    wait_for_value(DEADLINE, "the new rows counted", before + 120.0, || {
+        fleet_sum(&fleet, REQUESTS).0
     });
     thread::sleep(INTERVAL * 3);
     assert_eq!(fleet_sum(&fleet, REQUESTS).0, before + 120.0);
