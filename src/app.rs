@@ -12,7 +12,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
 use crate::config::{Config, EventFile, WebConfig};
-use crate::database::{self, DatabasePool, DatabaseStatus, DatabaseWorker};
+use crate::database::{self, DatabasePool, DatabaseStatus, DatabaseWorker, Election, Leadership};
 use crate::events::{self, DatabaseSource, FileSource, SourceStatus, StdinSource};
 use crate::families::{ExporterFamilies, FluxbaseFamilies};
 use crate::fluxbase_api::{self, ApiWorker};
@@ -78,6 +78,9 @@ pub fn run(config: Config) -> Result<(), RunError> {
         process: Arc::new(Published::new(ProcessSnapshot::default())),
         health: Arc::new(HealthBoard::default()),
         database: Arc::new(Published::new(DatabaseStatus::default())),
+        leadership: Arc::new(Leadership::new(
+            config.database.as_ref().is_some_and(|db| db.coordinate),
+        )),
         storage_scan: Arc::new(Published::new(None)),
         event_sources: (0..config.events.files.len() + usize::from(config.events.database))
             .map(|_| Arc::new(Published::new(SourceStatus::default())))
@@ -120,6 +123,8 @@ struct Shared {
     process: Arc<Published<ProcessSnapshot>>,
     health: Arc<HealthBoard>,
     database: Arc<Published<DatabaseStatus>>,
+    /// Whether this exporter leads the exporters sharing the database (`database::leader`).
+    leadership: Arc<Leadership>,
     storage_scan: Arc<Published<Option<ScanTotals>>>,
     /// One per event source, in the order of `config.events.files`, then the database.
     event_sources: Vec<Arc<Published<SourceStatus>>>,
@@ -138,6 +143,12 @@ fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Res
             log::info!(database = settings.target().as_str(), sslmode = settings.ssl_mode.as_str(); "checking the Fluxbase database");
             let pool =
                 database::pool(settings, config.checks.timeout).map_err(RunError::Database)?;
+            let election = Election::new(
+                database::lock_pool(settings, config.checks.timeout).map_err(RunError::Database)?,
+                Arc::clone(&shared.leadership),
+                Arc::clone(&shared.exporter),
+                config.checks.timeout,
+            );
             let worker = DatabaseWorker::new(
                 settings.clone(),
                 pool.clone(),
@@ -149,7 +160,8 @@ fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Res
                     health: Arc::clone(&shared.health),
                     status: Arc::clone(&shared.database),
                 },
-            );
+            )
+            .with_election(election);
             workers.spawn(worker).map_err(RunError::Startup)?;
             Some(pool)
         }
@@ -268,7 +280,8 @@ fn start_event_sources(
             events.database_overlap,
             &outputs,
             statuses.next().unwrap_or_default(),
-        );
+        )
+        .led_by(Arc::clone(&shared.leadership));
         workers.spawn(source).map_err(RunError::Startup)?;
     }
     Ok(())

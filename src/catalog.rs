@@ -368,6 +368,11 @@ pub const EXPORTER_DB_SERVER_MAX_CONNECTIONS: FamilyDesc = gauge(
     &[],
     "The PostgreSQL server's max_connections setting",
 );
+pub const EXPORTER_DATABASE_LEADER: FamilyDesc = gauge(
+    "fluxbase_exporter_database_leader",
+    &[],
+    "Whether this exporter leads the exporters sharing its database (1) and publishes the database-wide figures, or follows (0); always 1 with --database.coordinate=false",
+);
 pub const EXPORTER_REALTIME_LISTENERS: FamilyDesc = gauge(
     "fluxbase_exporter_realtime_listeners",
     &[],
@@ -481,6 +486,7 @@ pub const EXPORTER: &[&FamilyDesc] = &[
     &EXPORTER_CHECK_DURATION_SECONDS,
     &EXPORTER_CHECK_LAST_SUCCESS_TIMESTAMP_SECONDS,
     &EXPORTER_DB_SERVER_MAX_CONNECTIONS,
+    &EXPORTER_DATABASE_LEADER,
     &EXPORTER_REALTIME_LISTENERS,
     &EXPORTER_AUTH_SESSIONS_ACTIVE,
     &EXPORTER_AUTH_USERS_LOCKED,

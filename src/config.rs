@@ -187,6 +187,17 @@ pub struct Flags {
     )]
     pub database_pool_size: u32,
 
+    /// Elect one leader among exporters sharing the database (a PostgreSQL advisory lock): only
+    /// it reads the database-wide figures and logging.entries. false: always lead, no lock.
+    #[arg(
+        long = "database.coordinate",
+        env = "FLUXBASE_EXPORTER_DATABASE_COORDINATE",
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub database_coordinate: bool,
+
     /// Count only this role's backends as Fluxbase's (connections, query activity).
     #[arg(
         long = "database.fluxbase-user",
@@ -472,6 +483,7 @@ impl Config {
             url: flags.database_url.as_deref(),
             password_file: flags.database_password_file.as_deref(),
             pool_size: flags.database_pool_size,
+            coordinate: flags.database_coordinate,
             fluxbase_user: flags.database_fluxbase_user.as_deref(),
             aggregates_interval,
             check_timeout: checks.timeout,

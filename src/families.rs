@@ -228,6 +228,7 @@ impl ExporterFamilies {
             },
             database: DatabaseFamilies {
                 server_max_connections: Family::new(&EXPORTER_DB_SERVER_MAX_CONNECTIONS, limit),
+                leader: Family::new(&EXPORTER_DATABASE_LEADER, limit),
                 realtime_listeners: Family::new(&EXPORTER_REALTIME_LISTENERS, limit),
                 auth_sessions_active: Family::new(&EXPORTER_AUTH_SESSIONS_ACTIVE, limit),
                 auth_users_locked: Family::new(&EXPORTER_AUTH_USERS_LOCKED, limit),
@@ -318,6 +319,13 @@ pub struct CheckFamilies {
 
 impl CheckFamilies {
     /// Records one run of `check`, finished at `finished` (wall clock).
+    /// Removes a check's series: it is not this exporter's to run now (another exporter leads).
+    pub fn forget(&self, check: &str) {
+        self.success.remove(&[check]);
+        self.duration_seconds.remove(&[check]);
+        self.last_success_timestamp_seconds.remove(&[check]);
+    }
+
     pub fn record(&self, check: &str, succeeded: bool, took: Duration, finished: SystemTime) {
         self.success
             .set(&[check], if succeeded { 1.0 } else { 0.0 });
@@ -335,6 +343,8 @@ impl CheckFamilies {
 /// What the database worker measures beyond Fluxbase's own families.
 pub struct DatabaseFamilies {
     pub server_max_connections: Family<Gauge>,
+    /// 1 while this exporter leads, 0 while it follows (set by the election).
+    pub leader: Family<Gauge>,
     pub realtime_listeners: Family<Gauge>,
     pub auth_sessions_active: Family<Gauge>,
     pub auth_users_locked: Family<Gauge>,
@@ -384,6 +394,7 @@ impl Collector for CheckFamilies {
 impl Collector for DatabaseFamilies {
     fn collect(&self, scrape: &Scrape, out: &mut Exposition<'_>) {
         self.server_max_connections.collect(scrape, out);
+        self.leader.collect(scrape, out);
         self.realtime_listeners.collect(scrape, out);
         self.auth_sessions_active.collect(scrape, out);
         self.auth_users_locked.collect(scrape, out);

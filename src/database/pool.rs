@@ -107,7 +107,34 @@ pub struct DatabasePool {
 }
 
 /// Builds the pool without connecting: a database that is down at start-up is not fatal.
+///
+/// With `--database.coordinate` the pool holds one session fewer than `--database.pool-size`:
+/// that one is the election's ([`build_lock`]), so the exporter never holds more than
+/// `--database.pool-size` sessions in all.
 pub fn build(settings: &DatabaseSettings, check_timeout: Duration) -> Result<DatabasePool, String> {
+    let size = settings.pool_size - u32::from(settings.coordinate);
+    build_sized(settings, check_timeout, size.max(1), "db-connect-{}")
+}
+
+/// The election's own pool of one session, which holds the leader lock while the exporter
+/// leads; `None` without `--database.coordinate`. Opened on r2d2's thread like every session,
+/// so a server that never answers blocks that thread, not the database worker.
+pub fn build_lock(
+    settings: &DatabaseSettings,
+    check_timeout: Duration,
+) -> Result<Option<DatabasePool>, String> {
+    if !settings.coordinate {
+        return Ok(None);
+    }
+    build_sized(settings, check_timeout, 1, "db-lock-connect-{}").map(Some)
+}
+
+fn build_sized(
+    settings: &DatabaseSettings,
+    check_timeout: Duration,
+    size: u32,
+    thread_names: &str,
+) -> Result<DatabasePool, String> {
     let connector = tls::connector(settings.ssl_mode, settings.root_cert.as_deref())?;
     // Server-side limits below the check timeout, so a slow query is cancelled by the server
     // before the check gives up on it.
@@ -120,9 +147,9 @@ pub fn build(settings: &DatabaseSettings, check_timeout: Duration) -> Result<Dat
         check_timeout.as_millis() * 2,
     );
     let failures = ConnectFailures::default();
-    let threads = settings.pool_size as usize;
+    let threads = size as usize;
     let pool = Pool::builder()
-        .max_size(settings.pool_size)
+        .max_size(size)
         // No idle connections are kept warm; one is opened when a check needs it and closed
         // after sitting idle for a few check intervals.
         .min_idle(Some(0))
@@ -135,7 +162,7 @@ pub fn build(settings: &DatabaseSettings, check_timeout: Duration) -> Result<Dat
         .thread_pool(Arc::new(
             ScheduledThreadPool::builder()
                 .num_threads(threads)
-                .thread_name_pattern("db-connect-{}")
+                .thread_name_pattern(thread_names)
                 .build(),
         ))
         .build_unchecked(SessionManager {

@@ -26,6 +26,9 @@ pub struct DatabaseSettings {
     pub root_cert: Option<PathBuf>,
     /// Connections the exporter's pool may hold.
     pub pool_size: u32,
+    /// Whether exporters sharing the database elect a leader (`--database.coordinate`); when
+    /// set, one of the `pool_size` sessions is the election's.
+    pub coordinate: bool,
     /// Count only the backends of this role as Fluxbase's.
     pub fluxbase_user: Option<String>,
     /// Fluxbase's pool size, for `fluxbase_db_connections_max`.
@@ -74,6 +77,7 @@ pub struct Sources<'a> {
     pub url: Option<&'a str>,
     pub password_file: Option<&'a Path>,
     pub pool_size: u32,
+    pub coordinate: bool,
     pub fluxbase_user: Option<&'a str>,
     pub aggregates_interval: Duration,
     pub check_timeout: Duration,
@@ -110,6 +114,12 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Option<DatabaseSettings>, Settin
             "must be between 1 and 16",
         ));
     }
+    if sources.coordinate && sources.pool_size < 2 {
+        return Err(SettingError::new(
+            "--database.pool-size",
+            "must be at least 2 with --database.coordinate (one session holds the leader lock); set --database.coordinate=false to run on one session",
+        ));
+    }
     let fluxbase_max_connections = match env("FLUXBASE_DATABASE_MAX_CONNECTIONS") {
         Some(text) => text
             .trim()
@@ -138,6 +148,7 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Option<DatabaseSettings>, Settin
         ssl_mode,
         root_cert,
         pool_size: sources.pool_size,
+        coordinate: sources.coordinate,
         fluxbase_user: sources
             .fluxbase_user
             .map(str::to_owned)
@@ -398,6 +409,32 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// One session holds the leader lock, so coordination needs a second one for the work.
+    #[test]
+    fn coordination_needs_a_pool_of_two_and_one_session_without_it() {
+        let with = |pool_size: u32, coordinate: bool| {
+            resolve(&Sources {
+                url: Some("postgres://u@h/d"),
+                password_file: None,
+                pool_size,
+                coordinate,
+                fluxbase_user: None,
+                aggregates_interval: Duration::from_secs(60),
+                check_timeout: Duration::from_secs(5),
+                env: &|_| None,
+            })
+            .map(|settings| settings.map(|s| (s.pool_size, s.coordinate)))
+        };
+        let err = with(1, true).unwrap_err();
+        assert_eq!(err.setting, "--database.pool-size");
+        assert!(
+            err.message
+                .starts_with("must be at least 2 with --database.coordinate")
+        );
+        assert_eq!(with(1, false).unwrap(), Some((1, false)));
+        assert_eq!(with(2, true).unwrap(), Some((2, true)));
+    }
+
     fn resolve_with(
         url: Option<&str>,
         vars: &[(&str, &str)],
@@ -410,6 +447,7 @@ mod tests {
             url,
             password_file: None,
             pool_size: 2,
+            coordinate: true,
             fluxbase_user: None,
             aggregates_interval: Duration::from_secs(60),
             check_timeout: Duration::from_secs(5),
@@ -530,6 +568,7 @@ mod tests {
             url: Some("postgres://u:old@h/d"),
             password_file: Some(&file),
             pool_size: 2,
+            coordinate: true,
             fluxbase_user: Some("fluxbase"),
             aggregates_interval: Duration::from_secs(60),
             check_timeout: Duration::from_secs(5),
@@ -544,6 +583,7 @@ mod tests {
             url: Some("postgres://h/d"),
             password_file: Some(&file),
             pool_size: 2,
+            coordinate: true,
             fluxbase_user: None,
             aggregates_interval: Duration::from_secs(60),
             check_timeout: Duration::from_secs(5),

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::leader::Role;
 use super::queries::Activity;
 
 /// The database side as of the latest round.
@@ -20,6 +21,8 @@ pub struct DatabaseStatus {
     pub fluxbase_max_connections: u32,
     /// Whether query metrics have a source: `available`, `not installed`, `not loaded: ...`.
     pub statements: String,
+    /// Whether this exporter does the database-wide work (`None`: no database configured).
+    pub role: Option<Role>,
     /// Bucket and object totals from `storage.objects`, when that table could be read.
     pub storage: Option<StorageTotals>,
     /// What failed in the latest round, if anything.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use r2d2::PooledConnection;
 
 use super::failure::{Failure, Reason};
+use super::leader::{Election, Leadership, Outcome, Role};
 use super::pool::{DatabasePool, SessionManager};
 use super::queries::{self, Activity, StatementKey};
 use super::settings::DatabaseSettings;
@@ -65,6 +66,14 @@ pub struct DatabaseWorker {
     error: Option<String>,
     /// Conditions already logged; a condition is logged again only after it cleared.
     logged: HashSet<String>,
+    /// Who does the database-wide work (see `leader.rs`).
+    election: Election,
+    /// Whether the previous round led (the database-wide figures are withdrawn when it stops).
+    leading: bool,
+    /// Why the latest election round could not try the lock, if it could not.
+    election_error: Option<String>,
+    /// The election could not get a session: the round fails with this, without waiting again.
+    unreachable: Option<Failure>,
 }
 
 impl DatabaseWorker {
@@ -91,7 +100,6 @@ impl DatabaseWorker {
             pool,
             interval,
             timeout,
-            out,
             statements: StatementTracker::default(),
             statement_labels: HashMap::new(),
             statements_state: "unknown".to_owned(),
@@ -103,9 +111,29 @@ impl DatabaseWorker {
             storage: None,
             error: None,
             logged: HashSet::new(),
+            election: Election::new(
+                None,
+                Arc::new(Leadership::new(false)),
+                Arc::clone(&out.exporter),
+                timeout,
+            ),
+            leading: true,
+            election_error: None,
+            unreachable: None,
+            out,
         };
         worker.publish_status();
         worker
+    }
+
+    /// Coordinates this worker with the other exporters sharing the database (without it, the
+    /// worker always leads, as with `--database.coordinate=false`).
+    pub fn with_election(mut self, election: Election) -> Self {
+        self.election = election;
+        // Not leading until the first round has taken the lock.
+        self.leading = false;
+        self.publish_status();
+        self
     }
 
     /// Takes a session from the pool, bounded by the check timeout.
@@ -136,21 +164,7 @@ impl DatabaseWorker {
         &mut self,
         session: &mut Session,
     ) -> Result<(Duration, Activity, Vec<String>), Failure> {
-        // Bounded by the check timeout on the client side, so a server that stopped answering
-        // fails the check instead of holding the worker.
-        if let Err(err) = session.client.is_valid(self.timeout) {
-            session.discard();
-            return Err(Failure::from_postgres(&err));
-        }
-        let started = Instant::now();
-        session
-            .client
-            .simple_query("/* fluxbase-exporter */ SELECT 1")
-            .map_err(|err| {
-                session.discard();
-                Failure::from_postgres(&err)
-            })?;
-        let latency = started.elapsed();
+        let latency = ping(session, self.timeout)?;
 
         let mut problems = Vec::new();
         let activity =
@@ -560,6 +574,11 @@ impl DatabaseWorker {
             live: self.live,
             fluxbase_max_connections: self.settings.fluxbase_max_connections,
             statements: self.statements_state.clone(),
+            role: Some(if self.leading {
+                Role::Leader
+            } else {
+                Role::Follower
+            }),
             storage: self.storage,
             error: self.error.clone(),
         });
@@ -580,12 +599,131 @@ impl DatabaseWorker {
     }
 }
 
+/// The liveness ping: a client-side-bounded check that the session answers, then a timed
+/// `SELECT 1`. A session that failed either is discarded.
+fn ping(session: &mut Session, timeout: Duration) -> Result<Duration, Failure> {
+    // Bounded by the check timeout on the client side, so a server that stopped answering
+    // fails the check instead of holding the worker.
+    if let Err(err) = session.client.is_valid(timeout) {
+        session.discard();
+        return Err(Failure::from_postgres(&err));
+    }
+    let started = Instant::now();
+    session
+        .client
+        .simple_query("/* fluxbase-exporter */ SELECT 1")
+        .map_err(|err| {
+            session.discard();
+            Failure::from_postgres(&err)
+        })?;
+    Ok(started.elapsed())
+}
+
+/// Coordination of a fleet (see `leader.rs`): what a round does when this exporter follows.
+impl DatabaseWorker {
+    /// Runs a round of the election and says whether this round does the database-wide work.
+    ///
+    /// On giving up the lead, every database-wide figure is withdrawn at once (a former leader
+    /// never shows stale ones) and the readings' starting points are forgotten, so that leading
+    /// again starts as a freshly started exporter does: a new `pg_stat_statements` baseline,
+    /// finished jobs from then on, the aggregates at once.
+    fn lead(&mut self) -> bool {
+        let outcome = self.election.round();
+        let leads = outcome == Outcome::Leads;
+        if outcome == Outcome::Follows {
+            // Another exporter runs the aggregates: this one's check series would only age.
+            // (When the lock could not be tried, e.g. the database is down, they stay.)
+            self.out.exporter.checks.forget("database_aggregates");
+        }
+        (self.election_error, self.unreachable) = match outcome {
+            Outcome::Failed(message) => (Some(message), None),
+            Outcome::Unreachable(failure) => (None, Some(failure)),
+            Outcome::Leads | Outcome::Follows => (None, None),
+        };
+        if self.leading && !leads {
+            self.clear_measured();
+            self.out.health.realtime.publish(None);
+            self.statements = StatementTracker::default();
+            self.finished_jobs = None;
+            self.last_aggregates = None;
+            self.live = self.live.map(|reading| LiveReading {
+                activity: None,
+                ..reading
+            });
+        }
+        let changed = self.leading != leads;
+        self.leading = leads;
+        if changed {
+            // `database.role` changes with the gauge, not at the end of the round.
+            self.publish_status();
+        }
+        leads
+    }
+
+    /// A follower's round: its own liveness ping and `database` health, nothing database-wide
+    /// (no `pg_stat_activity`, no `pg_stat_statements`, no aggregates, no `realtime` verdict
+    /// while the database answers). Also the round of an exporter that could not try the lock,
+    /// e.g. because the database is down: then it fails exactly as a leader's round does.
+    fn follow(&mut self, now: Instant) {
+        let started = Instant::now();
+        let pinged = match self.unreachable.take() {
+            Some(failure) => Err(failure),
+            None => self
+                .session()
+                .and_then(|mut session| ping(&mut session, self.timeout)),
+        };
+        match pinged {
+            // As for a leader: realtime cannot be checked by anyone while the database is
+            // unreachable, and a lone exporter reports exactly what it did before coordination.
+            Err(failure) => self.fail(now, &failure),
+            Ok(latency) => {
+                // The leader checks realtime.
+                self.out.health.realtime.publish(None);
+                self.statements_state = "read by the leader".to_owned();
+                if self.failures_in_a_row > 0 {
+                    log::info!(database = self.target.as_str(); "database reachable again");
+                }
+                self.failures_in_a_row = 0;
+                self.last_success = Some(now);
+                self.out.health.database.publish(Some(CheckReport {
+                    status: Status::Healthy,
+                    latency: Some(latency),
+                    message: None,
+                    checked_at: now,
+                    last_success: Some(now),
+                    stale_after: self.stale_after(),
+                    stale_status: Status::Unhealthy,
+                }));
+                self.live = Some(LiveReading {
+                    read_at: SystemTime::now(),
+                    latency,
+                    activity: None,
+                });
+                self.error = self
+                    .election_error
+                    .as_ref()
+                    .map(|message| format!("leader election: {message}"));
+            }
+        }
+        self.out.exporter.checks.record(
+            "database",
+            self.failures_in_a_row == 0,
+            started.elapsed(),
+            SystemTime::now(),
+        );
+        self.publish_status();
+    }
+}
+
 impl Worker for DatabaseWorker {
     fn name(&self) -> &'static str {
         "database"
     }
 
     fn run_once(&mut self, now: Instant) {
+        if !self.lead() {
+            return self.follow(now);
+        }
         let started = Instant::now();
         let outcome = self
             .session()

@@ -15,7 +15,8 @@ use super::cursor::{Snapshot, SnapshotCursor};
 use super::follow::{FollowState, Follower, Piece, split_lines};
 use super::mapping::{Counted, Ingest};
 use super::parse::{self, Event, Skip};
-use crate::database::{DatabasePool, queries};
+use crate::database::leader::Standing;
+use crate::database::{DatabasePool, Leadership, queries};
 use crate::families::{ExporterFamilies, FluxbaseFamilies};
 use crate::metrics::{Counter, Gauge, Histogram};
 use crate::published::Published;
@@ -82,6 +83,11 @@ impl Meter {
 
     /// Records a run of the source as its check: whether it could read its input, and how long
     /// the run took.
+    /// Removes this source's check series (another exporter reads it).
+    fn forget_check(&self) {
+        self.exporter.checks.forget(&self.check);
+    }
+
     fn checked(&self, succeeded: bool, took: Duration) {
         self.exporter
             .checks
@@ -351,6 +357,8 @@ pub struct DatabaseSource {
     meter: Meter,
     status: Arc<Published<SourceStatus>>,
     failing: bool,
+    /// Only the leader reads `logging.entries` (see `database::leader`).
+    leadership: Arc<Leadership>,
 }
 
 /// Why a read of `logging.entries` failed, in words for the log and the JSON state.
@@ -384,7 +392,28 @@ impl DatabaseSource {
             meter,
             status,
             failing: false,
+            leadership: Arc::new(Leadership::new(false)),
         }
+    }
+
+    /// Reads only while this exporter leads the exporters sharing the database (without it,
+    /// always, as with `--database.coordinate=false`).
+    pub fn led_by(mut self, leadership: Arc<Leadership>) -> Self {
+        self.leadership = leadership;
+        self
+    }
+
+    /// A round while this exporter does not lead (another does, or none can reach the
+    /// database): nothing is read, and the reading position is forgotten, so that leading
+    /// again starts from then, as a freshly started reader does (rows written meanwhile were
+    /// another leader's to count, or are the gap a change of leader leaves).
+    fn stand_by(&mut self) {
+        self.cursor = None;
+        self.meter.forget_check();
+        self.status.publish(
+            self.meter
+                .status("standing by: only the leader reads logging.entries, and this exporter does not lead now"),
+        );
     }
 
     fn read(&mut self) -> Result<(), String> {
@@ -484,8 +513,22 @@ impl Worker for DatabaseSource {
     }
 
     fn run_once(&mut self, _: Instant) {
+        match self.leadership.standing() {
+            // Another exporter reads logging.entries; so does this one once it leads.
+            Standing::Follows => return self.stand_by(),
+            // Before the first election round: nothing to say yet.
+            Standing::Undecided => return,
+            Standing::Leads | Standing::Unknown => {}
+        }
         let started = Instant::now();
-        let read = self.read();
+        let read = if self.leadership.confirm_on(&self.pool, self.timeout) {
+            self.read()
+        } else {
+            // Nobody is known to lead (the database did not answer the election), or the lock
+            // was lost since the election: a check that could not run has failed.
+            self.cursor = None;
+            Err("not reading: this exporter could not confirm that it leads (see the database check)".to_owned())
+        };
         self.meter.checked(read.is_ok(), started.elapsed());
         let state = match read {
             Ok(()) => {

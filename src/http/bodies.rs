@@ -52,6 +52,10 @@ pub struct SystemMetrics {
 #[derive(Debug, Default, Serialize)]
 pub struct DatabaseBody {
     pub configured: bool,
+    /// `leader` (this exporter does the database-wide work) or `follower` (another one does:
+    /// the server figures below are absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
     /// Why nothing is measured, or what failed in the latest check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -303,6 +307,7 @@ impl DatabaseBody {
         let activity = status.live.and_then(|live| live.activity);
         DatabaseBody {
             configured: true,
+            role: status.role.map(|role| role.as_str()),
             message: status.error.clone(),
             acquired_conns: activity.map(|a| a.connections - a.idle),
             idle_conns: activity.map(|a| a.idle),
@@ -417,4 +422,51 @@ impl Probe {
 #[derive(Debug, Serialize)]
 pub struct ErrorBody<'a> {
     pub error: &'a str,
+}
+
+#[cfg(test)]
+mod coordination_tests {
+    use super::*;
+    use crate::database::Role;
+    use crate::database::status::{LiveReading, PoolStats};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[track_caller]
+    fn check(status: &DatabaseStatus, expected: &str) {
+        let body = serde_json::to_string(&DatabaseBody::from_status(status)).unwrap();
+        assert_eq!(body, expected);
+    }
+
+    /// A follower shows its own pool, ping and role, and none of the server's figures.
+    #[test]
+    fn a_follower_says_so_and_shows_no_server_figures() {
+        let status = DatabaseStatus {
+            configured: true,
+            target: "exporter@db:5432/fluxbase".to_owned(),
+            pool: PoolStats {
+                acquire_count: 7,
+                max_conns: 1,
+                total_conns: 1,
+                idle_conns: 1,
+                ..PoolStats::default()
+            },
+            live: Some(LiveReading {
+                read_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+                latency: Duration::from_micros(1250),
+                activity: None,
+            }),
+            fluxbase_max_connections: 50,
+            statements: "read by the leader".to_owned(),
+            role: Some(Role::Follower),
+            storage: None,
+            error: None,
+        };
+        check(
+            &status,
+            "{\"configured\":true,\"role\":\"follower\",\"acquire_count\":7,\"acquired_conns\":0,\
+             \"idle_conns\":1,\"max_conns\":1,\"total_conns\":1,\"acquire_duration_ms\":0,\
+             \"latency_ms\":1.25,\"fluxbase_max_connections\":50,\
+             \"pg_stat_statements\":\"read by the leader\",\"read_at\":\"2023-11-14T22:13:20Z\"}",
+        );
+    }
 }

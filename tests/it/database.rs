@@ -258,7 +258,8 @@ fn with_the_fixture_every_figure_matches_and_both_health_endpoints_are_healthy()
     let mut admin = database.connect();
     let ours: i64 = admin
         .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fluxbase-exporter'",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fluxbase-exporter' \
+             AND datname = current_database()",
             &[],
         )
         .unwrap()

@@ -8,6 +8,7 @@ mod database;
 mod docs;
 mod events;
 mod fluxbase_api;
+mod fleet;
 mod hostile;
 mod http_surface;
 mod kubernetes;
