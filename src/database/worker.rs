@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use r2d2::PooledConnection;
 
 use super::failure::{Failure, Reason};
-use super::leader::{Election, Leadership, Outcome, Role};
+use super::leader::{Election, Leadership, Outcome, Role, Standing};
 use super::pool::{DatabasePool, SessionManager};
 use super::queries::{self, Activity, StatementKey};
 use super::settings::DatabaseSettings;
@@ -705,12 +705,22 @@ impl DatabaseWorker {
                     .map(|message| format!("leader election: {message}"));
             }
         }
-        self.out.exporter.checks.record(
-            "database",
-            self.failures_in_a_row == 0,
-            started.elapsed(),
-            SystemTime::now(),
-        );
+        let took = started.elapsed();
+        let finished = SystemTime::now();
+        let reachable = self.failures_in_a_row == 0;
+        self.out
+            .exporter
+            .checks
+            .record("database", reachable, took, finished);
+        // Nobody is known to lead (the lock could not be tried) and the database does not answer:
+        // the aggregates could not run here either, and a check that could not run has failed.
+        // (While another exporter leads, their series are that exporter's and are gone here.)
+        if !reachable && self.election.leadership().standing() != Standing::Follows {
+            self.out
+                .exporter
+                .checks
+                .record("database_aggregates", false, took, finished);
+        }
         self.publish_status();
     }
 }
