@@ -698,9 +698,8 @@ pub const CREDENTIAL_NAME: &str = "auth-token";
 
 /// Reads `--web.config.file`; an unusable file is a configuration error naming the key.
 pub fn load_web_config(path: &Path) -> Result<WebSettings, ConfigError> {
-    web_config::load(path).map_err(|err| {
-        ConfigError::new("--web.config.file", format!("{}: {err}", path.display()))
-    })
+    web_config::load(path)
+        .map_err(|err| ConfigError::new("--web.config.file", format!("{}: {err}", path.display())))
 }
 
 /// The `--healthcheck.*` settings (and `--web.config.file`) the probes use.

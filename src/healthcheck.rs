@@ -53,11 +53,16 @@ pub struct Probe {
 
 impl Probe {
     /// Reads the web config and the probe's own files; `Err` says which one is unusable.
-    pub fn new(settings: &ProbeSettings, purpose: Purpose, timeout: Duration) -> Result<Probe, String> {
+    pub fn new(
+        settings: &ProbeSettings,
+        purpose: Purpose,
+        timeout: Duration,
+    ) -> Result<Probe, String> {
         let web = match &settings.web_config_file {
-            Some(path) => Some(web_config::load(path).map_err(|err| {
-                format!("--web.config.file {}: {err}", path.display())
-            })?),
+            Some(path) => Some(
+                web_config::load(path)
+                    .map_err(|err| format!("--web.config.file {}: {err}", path.display()))?,
+            ),
             None => None,
         };
         let tls_on = web.as_ref().is_some_and(|web| web.tls.is_some());
@@ -66,10 +71,14 @@ impl Probe {
             Purpose::Watchdog => tls = tls.disable_verification(true),
             Purpose::Healthcheck => {
                 let roots = match (&settings.ca_file, &web) {
-                    (Some(path), _) => Some(certificates(&read(path, "--healthcheck.tls-ca-file")?, "--healthcheck.tls-ca-file")?),
-                    (None, Some(web)) if web.tls.is_some() => {
-                        Some(certificates(&web.certificate_pem, "--web.config.file certificate")?)
-                    }
+                    (Some(path), _) => Some(certificates(
+                        &read(path, "--healthcheck.tls-ca-file")?,
+                        "--healthcheck.tls-ca-file",
+                    )?),
+                    (None, Some(web)) if web.tls.is_some() => Some(certificates(
+                        &web.certificate_pem,
+                        "--web.config.file certificate",
+                    )?),
                     _ => None,
                 };
                 if let Some(roots) = roots {
@@ -79,7 +88,10 @@ impl Probe {
         }
         match (&settings.cert_file, &settings.key_file) {
             (Some(cert), Some(key)) => {
-                let chain = certificates(&read(cert, "--healthcheck.tls-cert-file")?, "--healthcheck.tls-cert-file")?;
+                let chain = certificates(
+                    &read(cert, "--healthcheck.tls-cert-file")?,
+                    "--healthcheck.tls-cert-file",
+                )?;
                 let key = private_key(&read(key, "--healthcheck.tls-key-file")?)?;
                 tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
             }
@@ -94,10 +106,17 @@ impl Probe {
         let authorization = match (purpose, &settings.username) {
             (Purpose::Healthcheck, Some(user)) => {
                 let Some(path) = &settings.password_file else {
-                    return Err("--healthcheck.username needs --healthcheck.password-file".to_owned());
+                    return Err(
+                        "--healthcheck.username needs --healthcheck.password-file".to_owned()
+                    );
                 };
                 let password = String::from_utf8(read(path, "--healthcheck.password-file")?)
-                    .map_err(|_| format!("--healthcheck.password-file {} is not UTF-8", path.display()))?;
+                    .map_err(|_| {
+                        format!(
+                            "--healthcheck.password-file {} is not UTF-8",
+                            path.display()
+                        )
+                    })?;
                 let password = password.strip_suffix('\n').unwrap_or(&password);
                 let password = password.strip_suffix('\r').unwrap_or(password);
                 Some(basic_auth::header(user, password))
@@ -175,9 +194,13 @@ fn private_key(pem: &[u8]) -> Result<PrivateKey<'static>, String> {
 /// Whether `url` answered 2xx within the timeout, and one line saying what happened.
 pub fn check(url: &str, settings: &ProbeSettings) -> (bool, String) {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return (false, format!("unhealthy: {url:?} is not an http:// or https:// URL"));
+        return (
+            false,
+            format!("unhealthy: {url:?} is not an http:// or https:// URL"),
+        );
     }
-    let outcome = Probe::new(settings, Purpose::Healthcheck, TIMEOUT).and_then(|probe| probe.status(url));
+    let outcome =
+        Probe::new(settings, Purpose::Healthcheck, TIMEOUT).and_then(|probe| probe.status(url));
     match outcome {
         Ok(status) if (200..300).contains(&status) => {
             (true, format!("healthy: {url} answered {status}"))
@@ -228,7 +251,9 @@ mod tests {
             username: Some("prometheus".into()),
             ..ProbeSettings::default()
         };
-        let err = Probe::new(&settings, Purpose::Healthcheck, TIMEOUT).err().unwrap();
+        let err = Probe::new(&settings, Purpose::Healthcheck, TIMEOUT)
+            .err()
+            .unwrap();
         assert!(err.contains("--healthcheck.password-file"), "{err}");
     }
 }

@@ -175,8 +175,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 
 /// `Basic base64(user:password)`, for the probes.
 pub fn header(user: &str, password: &str) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let input = format!("{user}:{password}");
     let mut out = String::with_capacity(6 + input.len().div_ceil(3) * 4);
     out.push_str("Basic ");
@@ -208,14 +207,29 @@ mod tests {
 
     #[test]
     fn base64_round_trips() {
-        for (user, password) in [("a", ""), ("prometheus", "s3cret"), ("ü", "p:w:d"), ("ab", "c")] {
+        for (user, password) in [
+            ("a", ""),
+            ("prometheus", "s3cret"),
+            ("ü", "p:w:d"),
+            ("ab", "c"),
+        ] {
             let header = header(user, password);
             let (decoded_user, decoded_password) = decode(&header).unwrap();
             assert_eq!(decoded_user, user);
             assert_eq!(decoded_password, password.as_bytes());
         }
-        assert_eq!(header("Aladdin", "open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
-        for bad in ["Basic", "Basic QQ", "Basic Q===", "Basic QQ==QQ==", "Basic ****", "Bearer QQ=="] {
+        assert_eq!(
+            header("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        for bad in [
+            "Basic",
+            "Basic QQ",
+            "Basic Q===",
+            "Basic QQ==QQ==",
+            "Basic ****",
+            "Bearer QQ==",
+        ] {
             assert!(decode(bad).is_none(), "{bad}");
         }
     }
@@ -236,7 +250,10 @@ mod tests {
         );
         assert_eq!(auth.cached_entries(), 0);
         let good = header("prometheus", "s3cret");
-        assert_eq!(auth.check(&users, ["Bearer token", good.as_str()]), Verdict::Allowed);
+        assert_eq!(
+            auth.check(&users, ["Bearer token", good.as_str()]),
+            Verdict::Allowed
+        );
         assert_eq!(auth.cached_entries(), 1);
         // Cached now, and a wrong password still fails after a right one.
         assert_eq!(auth.check(&users, [good.as_str()]), Verdict::Allowed);
@@ -246,10 +263,8 @@ mod tests {
         );
         assert_eq!(auth.cached_entries(), 1);
         // A new hash for the user (password changed) does not reuse the old success.
-        let rotated = BTreeMap::from([(
-            "prometheus".to_owned(),
-            bcrypt::hash("other", 4).unwrap(),
-        )]);
+        let rotated =
+            BTreeMap::from([("prometheus".to_owned(), bcrypt::hash("other", 4).unwrap())]);
         assert_eq!(auth.check(&rotated, [good.as_str()]), Verdict::Denied);
         assert_eq!(auth.check(&BTreeMap::new(), []), Verdict::Allowed);
     }

@@ -167,16 +167,12 @@ impl HttpServer {
             });
             Some(source)
         });
-        let server = tiny_http::Server::from_listener_tls(
-            listener,
-            options.limits(),
-            Some(observer),
-            tls,
-        )
-        .map_err(|err| StartError::Bind {
-            address,
-            source: io::Error::other(err.to_string()),
-        })?;
+        let server =
+            tiny_http::Server::from_listener_tls(listener, options.limits(), Some(observer), tls)
+                .map_err(|err| StartError::Bind {
+                address,
+                source: io::Error::other(err.to_string()),
+            })?;
         let guard = Arc::new(Guard {
             web,
             basic_auth: BasicAuth::default(),

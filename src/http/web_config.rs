@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
@@ -169,9 +169,8 @@ impl std::error::Error for WebConfigError {}
 /// Reads and validates the web config at `path`. Relative paths inside it are relative to its
 /// directory, as in the toolkit.
 pub fn load(path: &Path) -> Result<WebSettings, WebConfigError> {
-    let text = std::fs::read(path).map_err(|err| {
-        WebConfigError::new("", format!("cannot read {}: {err}", path.display()))
-    })?;
+    let text = std::fs::read(path)
+        .map_err(|err| WebConfigError::new("", format!("cannot read {}: {err}", path.display())))?;
     let directory = path.parent().unwrap_or(Path::new("."));
     let mut settings = parse(&text, directory)?;
     settings.files.insert(0, path.to_owned());
@@ -217,7 +216,11 @@ pub fn parse(text: &[u8], directory: &Path) -> Result<WebSettings, WebConfigErro
         settings.headers.push((name.clone(), value.clone()));
     }
 
-    if file.rate_limit.interval.as_deref().is_some_and(|i| !i.is_empty() && i != "0s" && i != "0")
+    if file
+        .rate_limit
+        .interval
+        .as_deref()
+        .is_some_and(|i| !i.is_empty() && i != "0s" && i != "0")
         || file.rate_limit.burst != 0
     {
         return Err(WebConfigError::new(
@@ -353,7 +356,10 @@ fn tls_config(
             read("tls_server_config.client_ca_file", &tls.client_ca_file)?,
         ))
     } else if !tls.client_ca.is_empty() {
-        Some(("tls_server_config.client_ca", tls.client_ca.clone().into_bytes()))
+        Some((
+            "tls_server_config.client_ca",
+            tls.client_ca.clone().into_bytes(),
+        ))
     } else {
         None
     };
@@ -387,7 +393,10 @@ fn tls_config(
             let Some((ca_key, ca_pem)) = ca_pem else {
                 return Err(WebConfigError::new(
                     "tls_server_config.client_ca_file",
-                    format!("client_auth_type {} needs client_ca_file or client_ca", tls.client_auth_type),
+                    format!(
+                        "client_auth_type {} needs client_ca_file or client_ca",
+                        tls.client_auth_type
+                    ),
                 ));
             };
             let mut roots = rustls::RootCertStore::empty();
@@ -399,10 +408,8 @@ fn tls_config(
                     .add(cert)
                     .map_err(|err| WebConfigError::new(ca_key, err.to_string()))?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                Arc::clone(&provider),
-            );
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
             let verifier = if auth == ClientAuth::VerifyClientCertIfGiven {
                 verifier.allow_unauthenticated()
             } else {
@@ -414,17 +421,15 @@ fn tls_config(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|err| WebConfigError::new(key_key, format!("does not fit the certificate: {err}")))?;
+    let mut config = builder.with_single_cert(chain, key).map_err(|err| {
+        WebConfigError::new(key_key, format!("does not fit the certificate: {err}"))
+    })?;
     config.ignore_client_order = tls.prefer_server_cipher_suites;
     Ok((config, files, cert_pem))
 }
 
 /// The protocol versions between `min_version` and `max_version` that rustls serves.
-fn versions(
-    tls: &TlsFile,
-) -> Result<Vec<&'static SupportedProtocolVersion>, WebConfigError> {
+fn versions(tls: &TlsFile) -> Result<Vec<&'static SupportedProtocolVersion>, WebConfigError> {
     let min = version("tls_server_config.min_version", &tls.min_version)?;
     let max = version("tls_server_config.max_version", &tls.max_version)?;
     if max < 12 {
@@ -463,7 +468,9 @@ fn provider(tls: &TlsFile) -> Result<Arc<CryptoProvider>, WebConfigError> {
         for name in &tls.cipher_suites {
             // Go spells ChaCha20 suites with and without the "_SHA256" tail.
             let wanted = match name.as_str() {
-                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" => "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" => {
+                    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
+                }
                 "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" => {
                     "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
                 }

@@ -44,7 +44,10 @@ impl WebConfigWatcher {
 }
 
 fn stamps(files: &[PathBuf]) -> Vec<(PathBuf, Stamp)> {
-    files.iter().map(|file| (file.clone(), stamp(file))).collect()
+    files
+        .iter()
+        .map(|file| (file.clone(), stamp(file)))
+        .collect()
 }
 
 impl Worker for WebConfigWatcher {

@@ -13,3 +13,4 @@ mod operations;
 mod promtool;
 mod properties;
 mod storage;
+mod tls;

@@ -68,9 +68,7 @@ pub(crate) fn handshake(
             Ok(0) => return Err(HandshakeFailure::NoHandshake),
             Ok(_) => break,
             Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-            Err(err) if err.kind() == ErrorKind::TimedOut => {
-                return Err(HandshakeFailure::Timeout)
-            }
+            Err(err) if err.kind() == ErrorKind::TimedOut => return Err(HandshakeFailure::Timeout),
             Err(_) => return Err(HandshakeFailure::NoHandshake),
         }
     }
