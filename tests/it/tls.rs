@@ -816,3 +816,64 @@ fn without_systemd_the_socket_flag_exits_with_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn make_install_puts_the_socket_unit_beside_the_service_and_both_pass_systemd_analyze() {
+    let dir = TempDir::new("socket-unit");
+    let destdir = dir.path.to_str().unwrap();
+    let prefix = dir.path.join("usr");
+    let output = Command::new("make")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "-s",
+            "install",
+            &format!("DESTDIR={destdir}"),
+            "PREFIX=/usr",
+            &format!("BINARY={}", crate::harness::BINARY),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let units = prefix.join("lib/systemd/system");
+    let socket = fs::read_to_string(units.join("fluxbase-exporter.socket")).unwrap();
+    assert!(socket.contains("ListenStream=9745\n") && !socket.contains("@PREFIX@"));
+    // Verified as installed under a prefix of their own, with the binary the service names.
+    let verify = TempDir::new("socket-verify");
+    fs::create_dir_all(verify.path.join("bin")).unwrap();
+    fs::copy(
+        crate::harness::BINARY,
+        verify.path.join("bin/fluxbase-exporter"),
+    )
+    .unwrap();
+    for unit in ["fluxbase-exporter.service", "fluxbase-exporter.socket"] {
+        let text = fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("systemd")
+                .join(unit),
+        )
+        .unwrap();
+        fs::write(
+            verify.path.join(unit),
+            text.replace("@PREFIX@", verify.path.to_str().unwrap()),
+        )
+        .unwrap();
+    }
+    let socket_unit = verify.path.join("fluxbase-exporter.socket");
+    let output = Command::new("systemd-analyze")
+        .args(["verify", socket_unit.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+}
