@@ -152,12 +152,20 @@ impl Probe {
 
 /// One line for a failed request; never the credentials (ureq's errors do not carry headers).
 fn describe(url: &str, err: &ureq::Error) -> String {
-    match err {
+    let mut line = match err {
         ureq::Error::Io(io) => format!("cannot connect to {}: {io}", authority(url)),
         ureq::Error::ConnectionFailed => format!("cannot connect to {}", authority(url)),
         ureq::Error::Timeout(_) => format!("no answer from {} within the timeout", authority(url)),
         other => format!("{}: {other}", authority(url)),
+    };
+    // webpki's name for a self-signed certificate made with openssl's defaults (CA:TRUE)
+    // trusted as a server's own certificate.
+    if line.contains("CaUsedAsEndEntity") {
+        line.push_str(
+            " (the certificate says CA:TRUE: make it with basicConstraints=critical,CA:FALSE, or set --healthcheck.tls-ca-file)",
+        );
     }
+    line
 }
 
 fn authority(url: &str) -> &str {

@@ -877,3 +877,77 @@ fn make_install_puts_the_socket_unit_beside_the_service_and_both_pass_systemd_an
         "systemd-analyze verify: {said}"
     );
 }
+
+#[test]
+fn the_tls_scrape_job_in_deploy_passes_promtool_with_its_files_in_place() {
+    let dir = TempDir::new("tls-deploy");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["prometheus-tls.yml", "alerts.yml"] {
+        fs::copy(repo.join("deploy").join(file), dir.path.join(file)).unwrap();
+    }
+    let files = dir.path.join("fluxbase-exporter");
+    fs::create_dir_all(&files).unwrap();
+    let pki = Pki::new(&files);
+    fs::copy(pki.dir.join("ca.pem"), files.join("ca.crt")).unwrap();
+    fs::copy(pki.dir.join("client.pem"), files.join("prometheus.crt")).unwrap();
+    fs::copy(pki.dir.join("client.key"), files.join("prometheus.key")).unwrap();
+    fs::write(files.join("password"), PASSWORD).unwrap();
+    let output = Command::new(crate::promtool::promtool())
+        .args(["check", "config", "prometheus-tls.yml"])
+        .current_dir(&dir.path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_watchdog_probe_pings_through_tls_client_certificates_and_basic_auth() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = TempDir::new("tls-watchdog");
+    let pki = Pki::new(&dir.path);
+    let config = web_config(
+        &dir.path,
+        &htpasswd(PASSWORD),
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
+    );
+    let path = dir.path.join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(DEADLINE)).unwrap();
+    let (cert, key) = (pki.path("client.pem"), pki.path("client.key"));
+    let exporter = Exporter::start_with_env(
+        &["--web.config.file", config.to_str().unwrap()],
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+            ("FLUXBASE_EXPORTER_HEALTHCHECK_TLS_CERT_FILE", cert.as_str()),
+            ("FLUXBASE_EXPORTER_HEALTHCHECK_TLS_KEY_FILE", key.as_str()),
+        ],
+    );
+    let mut pings = 0;
+    let deadline = Instant::now() + DEADLINE;
+    let mut buffer = [0u8; 4096];
+    while pings < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no watchdog pings; logs: {:#?}",
+            exporter.logs()
+        );
+        let read = socket.recv(&mut buffer).expect("a notification");
+        if &buffer[..read] == b"WATCHDOG=1" {
+            pings += 1;
+        }
+    }
+    assert!(
+        !exporter
+            .logs()
+            .iter()
+            .any(|line| line.contains("did not answer")),
+        "{:#?}",
+        exporter.logs()
+    );
+}
