@@ -23,8 +23,6 @@ pub(crate) type TlsSession = rustls::StreamOwned<rustls::ServerConnection, Bound
 /// while blocked on the socket.
 pub struct RefinedTcpStream {
     io: Transport,
-    /// Another handle to the socket, to shut a half down and to ask the peer's address.
-    control: Connection,
     close_read: bool,
     close_write: bool,
 }
@@ -32,7 +30,9 @@ pub struct RefinedTcpStream {
 /// Patched (fluxbase-exporter): what the bytes go through.
 enum Transport {
     Plain(BoundedSocket),
-    Tls(Arc<Mutex<TlsSession>>),
+    /// The session, and another handle to the socket it owns (to shut a half down and to ask
+    /// the peer's address without taking the session's lock).
+    Tls(Arc<Mutex<TlsSession>>, Connection),
 }
 
 /// Patched (fluxbase-exporter): a socket whose reads obey a [`Deadline`].
@@ -70,14 +70,12 @@ impl RefinedTcpStream {
     ) -> IoResult<(RefinedTcpStream, RefinedTcpStream)> {
         let read = RefinedTcpStream {
             io: Transport::Plain(BoundedSocket::new(stream.try_clone()?, deadline)),
-            control: stream.try_clone()?,
             close_read: true,
             close_write: false,
         };
 
         let write = RefinedTcpStream {
-            io: Transport::Plain(BoundedSocket::new(stream.try_clone()?, None)),
-            control: stream,
+            io: Transport::Plain(BoundedSocket::new(stream, None)),
             close_read: false,
             close_write: true,
         };
@@ -93,14 +91,12 @@ impl RefinedTcpStream {
     ) -> IoResult<(RefinedTcpStream, RefinedTcpStream)> {
         let session = Arc::new(Mutex::new(session));
         let read = RefinedTcpStream {
-            io: Transport::Tls(Arc::clone(&session)),
-            control: control.try_clone()?,
+            io: Transport::Tls(Arc::clone(&session), control.try_clone()?),
             close_read: true,
             close_write: false,
         };
         let write = RefinedTcpStream {
-            io: Transport::Tls(session),
-            control,
+            io: Transport::Tls(session, control),
             close_read: false,
             close_write: true,
         };
@@ -109,11 +105,22 @@ impl RefinedTcpStream {
 
     #[inline]
     pub(crate) fn secure(&self) -> bool {
-        matches!(self.io, Transport::Tls(_))
+        matches!(self.io, Transport::Tls(..))
     }
 
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
-        self.control.peer_addr()
+        match &mut self.io {
+            Transport::Plain(socket) => socket.stream.peer_addr(),
+            Transport::Tls(_, control) => control.peer_addr(),
+        }
+    }
+
+    /// The socket underneath, for what is not reading or writing.
+    fn socket(&self) -> &Connection {
+        match &self.io {
+            Transport::Plain(socket) => socket.stream(),
+            Transport::Tls(_, control) => control,
+        }
     }
 }
 
@@ -126,13 +133,13 @@ fn lock(session: &Mutex<TlsSession>) -> MutexGuard<'_, TlsSession> {
 impl Drop for RefinedTcpStream {
     fn drop(&mut self) {
         if self.close_read {
-            self.control.shutdown(Shutdown::Read).ok();
+            self.socket().shutdown(Shutdown::Read).ok();
         }
 
         if self.close_write {
             // Patched (fluxbase-exporter): a TLS peer is told the stream ends (close_notify),
             // so that it can tell the end from a truncation.
-            if let Transport::Tls(session) = &self.io {
+            if let Transport::Tls(session, _) = &self.io {
                 let mut session = lock(session);
                 session.conn.send_close_notify();
                 let session = &mut *session;
@@ -142,7 +149,7 @@ impl Drop for RefinedTcpStream {
                     }
                 }
             }
-            self.control.shutdown(Shutdown::Write).ok();
+            self.socket().shutdown(Shutdown::Write).ok();
         }
     }
 }
@@ -151,7 +158,7 @@ impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         match &mut self.io {
             Transport::Plain(socket) => socket.read(buf),
-            Transport::Tls(session) => lock(session).read(buf),
+            Transport::Tls(session, _) => lock(session).read(buf),
         }
     }
 }
@@ -160,14 +167,14 @@ impl Write for RefinedTcpStream {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         match &mut self.io {
             Transport::Plain(socket) => socket.write(buf),
-            Transport::Tls(session) => lock(session).write(buf),
+            Transport::Tls(session, _) => lock(session).write(buf),
         }
     }
 
     fn flush(&mut self) -> IoResult<()> {
         match &mut self.io {
             Transport::Plain(socket) => socket.flush(),
-            Transport::Tls(session) => lock(session).flush(),
+            Transport::Tls(session, _) => lock(session).flush(),
         }
     }
 }

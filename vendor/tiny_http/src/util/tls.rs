@@ -120,3 +120,139 @@ impl BoundedSocket {
         self.stream().shutdown(Shutdown::Write).ok();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::TryFrom;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Instant;
+
+    /// A self-signed certificate for `localhost` (test data, made with openssl).
+    const CERT: &str = include_str!("testdata/localhost.pem");
+    const KEY: &str = include_str!("testdata/localhost.key");
+
+    fn server_config() -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(CERT.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(KEY.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .unwrap(),
+        )
+    }
+
+    /// A connected pair: the client's end and the server's accepted end.
+    fn pair() -> (TcpStream, Connection) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, Connection::from(server))
+    }
+
+    fn serve(
+        server: Connection,
+        timeout: Duration,
+    ) -> std::thread::JoinHandle<Result<TlsSession, HandshakeFailure>> {
+        std::thread::spawn(move || {
+            handshake(
+                server,
+                Arc::new(Deadline::default()),
+                Some(timeout),
+                server_config(),
+            )
+        })
+    }
+
+    #[test]
+    fn plain_http_gets_gos_answer() {
+        let (mut client, server) = pair();
+        let handshake = serve(server, Duration::from_secs(5));
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).unwrap();
+        assert_eq!(answer, PLAIN_HTTP_ANSWER);
+        assert_eq!(
+            handshake.join().unwrap().err(),
+            Some(HandshakeFailure::PlainHttp)
+        );
+    }
+
+    #[test]
+    fn a_handshake_that_never_finishes_ends_at_the_timeout() {
+        let (mut client, server) = pair();
+        let started = Instant::now();
+        let handshake = serve(server, Duration::from_millis(300));
+        // A record header promising a ClientHello that never comes.
+        client.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+        assert_eq!(
+            handshake.join().unwrap().err(),
+            Some(HandshakeFailure::Timeout)
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+            "{:?}",
+            took
+        );
+        // Nothing at all, and garbage, end too.
+        let (client, server) = pair();
+        let handshake = serve(server, Duration::from_millis(200));
+        assert_eq!(
+            handshake.join().unwrap().err(),
+            Some(HandshakeFailure::Timeout)
+        );
+        drop(client);
+        let (mut client, server) = pair();
+        let handshake = serve(server, Duration::from_secs(5));
+        client.write_all(&[0x00, 0x01, 0x02]).unwrap();
+        assert_eq!(
+            handshake.join().unwrap().err(),
+            Some(HandshakeFailure::Refused)
+        );
+    }
+
+    #[test]
+    fn a_real_client_completes_the_handshake_and_exchanges_data() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, ServerName};
+        let (client, server) = pair();
+        let handshake = serve(server, Duration::from_secs(5));
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(CERT.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connection = rustls::ClientConnection::new(
+            Arc::new(config),
+            ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
+        let mut client = rustls::StreamOwned::new(connection, client);
+        client.write_all(b"ping").unwrap();
+        client.flush().unwrap();
+        let mut session = handshake.join().unwrap().unwrap();
+        let mut got = [0u8; 4];
+        session.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"ping");
+        session.write_all(b"pong").unwrap();
+        session.flush().unwrap();
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"pong");
+    }
+}
