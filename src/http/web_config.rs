@@ -311,25 +311,28 @@ fn tls_config(
         files.push(path);
         Ok(bytes)
     };
-    let cert_pem = match (tls.cert_file.is_empty(), tls.cert.is_empty()) {
-        (true, true) => {
-            return Err(WebConfigError::new(
-                "tls_server_config",
-                "missing one of cert or cert_file",
-            ));
-        }
-        (false, _) => read("tls_server_config.cert_file", &tls.cert_file)?,
-        (true, false) => tls.cert.clone().into_bytes(),
+    // Both present before either is read, as the toolkit's `validateTLSPaths` checks.
+    if tls.cert_file.is_empty() && tls.cert.is_empty() {
+        return Err(WebConfigError::new(
+            "tls_server_config",
+            "missing one of cert or cert_file",
+        ));
+    }
+    if tls.key_file.is_empty() && tls.key.is_empty() {
+        return Err(WebConfigError::new(
+            "tls_server_config",
+            "missing one of key or key_file",
+        ));
+    }
+    let cert_pem = if tls.cert_file.is_empty() {
+        tls.cert.clone().into_bytes()
+    } else {
+        read("tls_server_config.cert_file", &tls.cert_file)?
     };
-    let key_pem = match (tls.key_file.is_empty(), tls.key.is_empty()) {
-        (true, true) => {
-            return Err(WebConfigError::new(
-                "tls_server_config",
-                "missing one of key or key_file",
-            ));
-        }
-        (false, _) => read("tls_server_config.key_file", &tls.key_file)?,
-        (true, false) => tls.key.clone().into_bytes(),
+    let key_pem = if tls.key_file.is_empty() {
+        tls.key.clone().into_bytes()
+    } else {
+        read("tls_server_config.key_file", &tls.key_file)?
     };
     let cert_key = if tls.cert_file.is_empty() {
         "tls_server_config.cert"
@@ -377,8 +380,8 @@ fn tls_config(
         ));
     }
 
-    let provider = provider(tls)?;
     let versions = versions(tls)?;
+    let provider = provider(tls, &versions)?;
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
         .map_err(|err| WebConfigError::new("tls_server_config", err.to_string()))?;
@@ -455,16 +458,24 @@ fn versions(tls: &TlsFile) -> Result<Vec<&'static SupportedProtocolVersion>, Web
 }
 
 /// ring's provider restricted to the configured cipher suites (TLS 1.2 only, as in Go: TLS 1.3
-/// suites are not configurable) and curves, in the configured order.
-fn provider(tls: &TlsFile) -> Result<Arc<CryptoProvider>, WebConfigError> {
+/// suites are not configurable) and curves, in the configured order, and to the suites of
+/// `versions`.
+fn provider(
+    tls: &TlsFile,
+    versions: &[&'static SupportedProtocolVersion],
+) -> Result<Arc<CryptoProvider>, WebConfigError> {
     let mut provider = rustls::crypto::ring::default_provider();
+    let tls12_suites: Vec<_> = provider
+        .cipher_suites
+        .iter()
+        .filter(|suite| suite.tls13().is_none())
+        .copied()
+        .collect();
     if !tls.cipher_suites.is_empty() {
-        let mut suites: Vec<_> = provider
+        // The TLS 1.3 suites stay, then the named TLS 1.2 ones in the order given.
+        provider
             .cipher_suites
-            .iter()
-            .filter(|suite| suite.tls13().is_some())
-            .copied()
-            .collect();
+            .retain(|suite| suite.tls13().is_some());
         for name in &tls.cipher_suites {
             // Go spells ChaCha20 suites with and without the "_SHA256" tail.
             let wanted = match name.as_str() {
@@ -476,15 +487,12 @@ fn provider(tls: &TlsFile) -> Result<Arc<CryptoProvider>, WebConfigError> {
                 }
                 other => other,
             };
-            let suite = provider
-                .cipher_suites
+            let suite = tls12_suites
                 .iter()
-                .find(|suite| suite.tls13().is_none() && format!("{:?}", suite.suite()) == wanted)
+                .find(|suite| format!("{:?}", suite.suite()) == wanted)
                 .ok_or_else(|| {
-                    let known: Vec<String> = provider
-                        .cipher_suites
+                    let known: Vec<String> = tls12_suites
                         .iter()
-                        .filter(|suite| suite.tls13().is_none())
                         .map(|suite| format!("{:?}", suite.suite()))
                         .collect();
                     WebConfigError::new(
@@ -495,10 +503,13 @@ fn provider(tls: &TlsFile) -> Result<Arc<CryptoProvider>, WebConfigError> {
                         ),
                     )
                 })?;
-            suites.push(*suite);
+            provider.cipher_suites.push(*suite);
         }
-        provider.cipher_suites = suites;
     }
+    // Only the suites of the versions served (rustls would skip the others anyway).
+    provider
+        .cipher_suites
+        .retain(|suite| versions.contains(&suite.version()));
     if !tls.curve_preferences.is_empty() {
         let mut groups = Vec::new();
         for name in &tls.curve_preferences {
@@ -575,5 +586,236 @@ impl ClientCertVerifier for AnyClientCert {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for `localhost` and its key (the patched tiny_http's test data).
+    const CERT: &str = include_str!("../../vendor/tiny_http/src/util/testdata/localhost.pem");
+    const KEY: &str = include_str!("../../vendor/tiny_http/src/util/testdata/localhost.key");
+
+    /// `tls_server_config` with the test certificate inline, plus `extra` lines.
+    fn tls(extra: &str) -> String {
+        let indent = |pem: &str| {
+            pem.lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+        };
+        format!(
+            "tls_server_config:\n  cert: |\n{}  key: |\n{}{extra}",
+            indent(CERT),
+            indent(KEY)
+        )
+    }
+
+    /// One line describing what a file amounts to, or its error.
+    fn describe(text: &str) -> String {
+        match parse(text.as_bytes(), Path::new("/nonexistent")) {
+            Err(err) => format!("error {err}"),
+            Ok(settings) => {
+                let tls = match &settings.tls {
+                    None => "plain".to_owned(),
+                    Some(config) => {
+                        let mut versions: Vec<String> = config
+                            .crypto_provider()
+                            .cipher_suites
+                            .iter()
+                            .map(|s| format!("{:?}", s.version().version))
+                            .collect();
+                        versions.dedup();
+                        format!(
+                            "tls {} suites {} groups {} server-order {}",
+                            versions.join("+"),
+                            config.crypto_provider().cipher_suites.len(),
+                            config.crypto_provider().kx_groups.len(),
+                            config.ignore_client_order
+                        )
+                    }
+                };
+                let users: Vec<&str> = settings.users.keys().map(String::as_str).collect();
+                let headers: Vec<String> = settings
+                    .headers
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect();
+                format!("{tls}; users {users:?}; headers {headers:?}")
+            }
+        }
+    }
+
+    #[track_caller]
+    fn check(text: &str, expected: &str) {
+        assert_eq!(describe(text), expected);
+    }
+
+    #[test]
+    fn an_empty_file_is_plain_http_without_auth() {
+        check("", "plain; users []; headers []");
+        check("{}\n", "plain; users []; headers []");
+    }
+
+    #[test]
+    fn the_toolkits_defaults_apply() {
+        // TLS 1.2 and 1.3 (ring's three 1.3 suites, then its six 1.2 ones), every curve, the
+        // server's order.
+        check(
+            &tls(""),
+            "tls TLSv1_3+TLSv1_2 suites 9 groups 3 server-order true; users []; headers []",
+        );
+    }
+
+    #[test]
+    fn versions_suites_curves_and_order_are_honoured_or_refused() {
+        check(
+            &tls("  min_version: TLS13\n  prefer_server_cipher_suites: false\n"),
+            "tls TLSv1_3 suites 3 groups 3 server-order false; users []; headers []",
+        );
+        check(
+            &tls(
+                "  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305]\n  curve_preferences: [X25519]\n",
+            ),
+            "tls TLSv1_3+TLSv1_2 suites 5 groups 1 server-order true; users []; headers []",
+        );
+        check(
+            &tls("  max_version: TLS11\n"),
+            "error tls_server_config.max_version: rustls serves TLS 1.2 and 1.3 only",
+        );
+        check(
+            &tls("  min_version: TLS13\n  max_version: TLS12\n"),
+            "error tls_server_config.min_version: is above max_version",
+        );
+        check(
+            &tls("  min_version: SSL3\n"),
+            "error tls_server_config.min_version: unknown TLS version \"SSL3\" (TLS10, TLS11, TLS12 or TLS13)",
+        );
+        check(
+            &tls("  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n"),
+            "error tls_server_config.cipher_suites: TLS_RSA_WITH_AES_128_CBC_SHA is not a TLS 1.2 suite rustls can serve (it serves TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256)",
+        );
+        // Go ignores cipher_suites when TLS 1.2 is not served; so does this.
+        check(
+            &tls(
+                "  min_version: TLS13\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\n",
+            ),
+            "tls TLSv1_3 suites 3 groups 3 server-order true; users []; headers []",
+        );
+        check(
+            &tls("  max_version: TLS12\n"),
+            "tls TLSv1_2 suites 6 groups 3 server-order true; users []; headers []",
+        );
+        check(
+            &tls("  curve_preferences: [CurveP521]\n"),
+            "error tls_server_config.curve_preferences: CurveP521 is not one rustls serves (CurveP256, CurveP384, X25519)",
+        );
+    }
+
+    #[test]
+    fn client_authentication_follows_the_toolkits_rules() {
+        check(
+            &tls("  client_auth_type: Sometimes\n"),
+            "error tls_server_config.client_auth_type: \"Sometimes\" is not one of NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert",
+        );
+        let ca = CERT
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>();
+        check(
+            &tls(&format!("  client_ca: |\n{ca}")),
+            "error tls_server_config.client_auth_type: client CA's have been configured without a Client Auth Policy",
+        );
+        check(
+            &tls("  client_auth_type: RequireAndVerifyClientCert\n"),
+            "error tls_server_config.client_ca_file: client_auth_type RequireAndVerifyClientCert needs client_ca_file or client_ca",
+        );
+        for mode in [
+            "RequestClientCert",
+            "RequireAnyClientCert",
+            "VerifyClientCertIfGiven",
+            "RequireAndVerifyClientCert",
+        ] {
+            check(
+                &tls(&format!("  client_auth_type: {mode}\n  client_ca: |\n{ca}")),
+                "tls TLSv1_3+TLSv1_2 suites 9 groups 3 server-order true; users []; headers []",
+            );
+        }
+        check(
+            &tls("  client_allowed_sans: [a]\n"),
+            "error tls_server_config.client_allowed_sans: is not supported by fluxbase-exporter",
+        );
+    }
+
+    #[test]
+    fn missing_or_mismatched_keys_and_files_are_named() {
+        check(
+            "tls_server_config:\n  cert_file: x.pem\n",
+            "error tls_server_config: missing one of key or key_file",
+        );
+        check(
+            "tls_server_config:\n  key_file: x.key\n",
+            "error tls_server_config: missing one of cert or cert_file",
+        );
+        assert!(
+            describe("tls_server_config:\n  cert_file: x.pem\n  key_file: x.key\n")
+                .starts_with("error tls_server_config.cert_file: cannot read /nonexistent/x.pem: ")
+        );
+        check(
+            &format!(
+                "tls_server_config:\n  cert: \"not pem\"\n  key: |\n{}",
+                KEY.lines()
+                    .map(|l| format!("    {l}\n"))
+                    .collect::<String>()
+            ),
+            "error tls_server_config.cert: holds no PEM certificate",
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_as_in_the_toolkits_strict_unmarshalling() {
+        for (text, key) in [
+            ("tls_server_config:\n  cert_fil: x\n", "tls_server_config"),
+            ("basic_auth_user:\n  a: b\n", "basic_auth_user"),
+            ("http_server_config:\n  header: {}\n", "http_server_config"),
+        ] {
+            let error = parse(text.as_bytes(), Path::new("/")).unwrap_err();
+            assert!(
+                error.key == key || error.message.contains(key),
+                "{text}: {error:?}"
+            );
+            assert!(error.to_string().contains("unknown field"), "{error}");
+        }
+    }
+
+    #[test]
+    fn users_need_bcrypt_hashes_and_headers_the_toolkits_list() {
+        let hash = "$2y$04$Xq1Y9Gg0m8h3m3JwqfOT4uBNS1o.aF6B5aV0CwGJvFpYz8Vd3CkJe";
+        check(
+            &format!(
+                "basic_auth_users:\n  alice: '{hash}'\nhttp_server_config:\n  headers:\n    X-Frame-Options: sameorigin\n    Strict-Transport-Security: max-age=31536000\n"
+            ),
+            "plain; users [\"alice\"]; headers [\"Strict-Transport-Security=max-age=31536000\", \"X-Frame-Options=sameorigin\"]",
+        );
+        check(
+            "basic_auth_users:\n  alice: secret\n",
+            "error basic_auth_users.alice: is not a bcrypt hash (make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)",
+        );
+        check(
+            "http_server_config:\n  headers:\n    Server: x\n",
+            "error http_server_config.headers.Server: HTTP header \"Server\" can not be configured",
+        );
+        check(
+            "http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
+            "error http_server_config.headers.X-Frame-Options: \"allow\" is not one of [\"deny\", \"sameorigin\"]",
+        );
+        check(
+            "rate_limit:\n  burst: 10\n  interval: 1s\n",
+            "error rate_limit: is not supported by fluxbase-exporter (its connection and thread limits bound the load: --web.max-connections, --web.threads)",
+        );
+        check(
+            "http_server_config:\n  http2: false\n",
+            "plain; users []; headers []",
+        );
     }
 }
