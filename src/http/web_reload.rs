@@ -56,11 +56,9 @@ impl Worker for WebConfigWatcher {
     }
 
     fn run_once(&mut self, _now: Instant) {
-        let changed = self
-            .seen
-            .iter()
-            .any(|(file, before)| stamp(file) != *before);
-        if !changed {
+        // Taken before the load: a file that changes while it is read is read again next time.
+        let now_seen = stamps(&self.seen.iter().map(|(file, _)| file.clone()).collect::<Vec<_>>());
+        if now_seen == self.seen {
             return;
         }
         let current = self.settings.latest();
@@ -79,18 +77,20 @@ impl Worker for WebConfigWatcher {
                     _ => {}
                 }
                 log::info!(file:% = self.path.display(), tls = settings.tls.is_some(), users = settings.users.len(); "web config reloaded");
-                self.seen = stamps(&settings.files);
+                self.seen = settings
+                    .files
+                    .iter()
+                    .map(|file| match now_seen.iter().find(|(seen, _)| seen == file) {
+                        Some(entry) => entry.clone(),
+                        None => (file.clone(), stamp(file)),
+                    })
+                    .collect();
                 self.settings.publish(settings);
             }
             Err(err) => {
                 log::error!(file:% = self.path.display(), key = err.key.as_str(), reason = err.reason(), error:% = err; "cannot reload --web.config.file; keeping the last good settings");
-                // Look again when any file (the last good ones, or the config file itself)
-                // changes once more.
-                let mut files = current.files.clone();
-                if !files.contains(&self.path) {
-                    files.insert(0, self.path.clone());
-                }
-                self.seen = stamps(&files);
+                // Look again when any of the files changes once more.
+                self.seen = now_seen;
             }
         }
     }

@@ -374,7 +374,7 @@ impl Server {
 /// reader; `None` when the connection ends here (the ticket's drop reports it closed).
 fn open_client(
     sock: Connection,
-    ticket: util::Ticket,
+    mut ticket: util::Ticket,
     bounded: bool,
     tls: Option<Arc<dyn TlsConfigSource>>,
 ) -> Option<ClientConnection> {
@@ -402,6 +402,9 @@ fn open_client(
                 }
             };
             match util::handshake(sock, deadline.clone(), timeout, tls.server_config()) {
+                // Busy again (unless evicted meanwhile), so that the wait for the first
+                // request starts now, not at the accept.
+                Ok(_) if !ticket.busy() => return None,
                 Ok(session) => util::RefinedTcpStream::new_tls(session, handle),
                 Err(failure) => {
                     ticket
