@@ -2,7 +2,8 @@
 //! bounded cache of verified credentials so that a scrape does not pay bcrypt each time.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, TryLockError};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -24,7 +25,15 @@ pub enum Verdict {
     Missing,
     /// An unknown user or a wrong password.
     Denied,
+    /// Credentials not verified before, while bcrypt stayed busy with others for
+    /// [`BCRYPT_WAIT`]: the client should retry (503), and the worker is free again.
+    Busy,
 }
+
+/// How long a request waits for its turn at bcrypt. A flood of wrong guesses keeps bcrypt busy;
+/// without a bound every HTTP worker would queue behind it, and credentials verified before
+/// (a scraper's) would wait too.
+pub const BCRYPT_WAIT: Duration = Duration::from_millis(250);
 
 /// Checks basic credentials against bcrypt hashes, remembering successes.
 ///
@@ -50,7 +59,8 @@ impl Default for BasicAuth {
 impl BasicAuth {
     /// Whether the `Authorization` headers carry a configured user's password. Every header
     /// with the Basic scheme is tried (a request to `/api/v1/monitoring/metrics` also carries
-    /// its Bearer token in another `Authorization` header).
+    /// its Bearer token in another `Authorization` header). Credentials verified before are
+    /// answered from the cache, never waiting for bcrypt.
     pub fn check<'a>(
         &self,
         users: &BTreeMap<String, String>,
@@ -64,25 +74,32 @@ impl BasicAuth {
             let Some((user, password)) = decode(header) else {
                 continue;
             };
-            if self.verify(users, &user, &password) {
-                return Verdict::Allowed;
+            match self.verify(users, &user, &password) {
+                Some(true) => return Verdict::Allowed,
+                Some(false) => verdict = Verdict::Denied,
+                None => verdict = Verdict::Busy,
             }
-            verdict = Verdict::Denied;
         }
         verdict
     }
 
-    fn verify(&self, users: &BTreeMap<String, String>, user: &str, password: &[u8]) -> bool {
+    /// `None` when bcrypt stayed busy for [`BCRYPT_WAIT`].
+    fn verify(
+        &self,
+        users: &BTreeMap<String, String>,
+        user: &str,
+        password: &[u8],
+    ) -> Option<bool> {
         let (hash, known) = match users.get(user) {
             Some(hash) => (hash.as_str(), true),
             None => (UNKNOWN_USER_HASH, false),
         };
         let key = cache_key(user, hash, password);
         if known && self.cached(&key) {
-            return true;
+            return Some(true);
         }
         let good = {
-            let _one_at_a_time = self.bcrypt.lock().unwrap_or_else(PoisonError::into_inner);
+            let _one_at_a_time = self.bcrypt_turn()?;
             bcrypt::verify(password, hash).unwrap_or(false)
         };
         if good && known {
@@ -92,7 +109,23 @@ impl BasicAuth {
             }
             verified.push_back(key);
         }
-        good && known
+        Some(good && known)
+    }
+
+    /// The bcrypt lock, waiting at most [`BCRYPT_WAIT`] for it (in 2 ms steps: a condition
+    /// variable would need a second lock for a wait this short and this rare).
+    fn bcrypt_turn(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        let give_up = Instant::now() + BCRYPT_WAIT;
+        loop {
+            match self.bcrypt.try_lock() {
+                Ok(guard) => return Some(guard),
+                Err(TryLockError::Poisoned(poisoned)) => return Some(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) if Instant::now() < give_up => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(TryLockError::WouldBlock) => return None,
+            }
+        }
     }
 
     /// Whether `key` is among the verified ones. Every entry is compared in full, so the time
@@ -267,6 +300,28 @@ mod tests {
             BTreeMap::from([("prometheus".to_owned(), bcrypt::hash("other", 4).unwrap())]);
         assert_eq!(auth.check(&rotated, [good.as_str()]), Verdict::Denied);
         assert_eq!(auth.check(&BTreeMap::new(), []), Verdict::Allowed);
+    }
+
+    #[test]
+    fn new_credentials_give_up_while_bcrypt_is_busy_but_cached_ones_never_wait() {
+        let auth = BasicAuth::default();
+        let users = users();
+        let good = header("prometheus", "s3cret");
+        assert_eq!(auth.check(&users, [good.as_str()]), Verdict::Allowed);
+        let held = auth.bcrypt.lock().unwrap();
+        let asked = Instant::now();
+        assert_eq!(auth.check(&users, [good.as_str()]), Verdict::Allowed);
+        assert!(asked.elapsed() < BCRYPT_WAIT);
+        assert_eq!(
+            auth.check(&users, [header("prometheus", "guess").as_str()]),
+            Verdict::Busy
+        );
+        assert!(asked.elapsed() >= BCRYPT_WAIT);
+        drop(held);
+        assert_eq!(
+            auth.check(&users, [header("prometheus", "guess").as_str()]),
+            Verdict::Denied
+        );
     }
 
     #[test]

@@ -202,6 +202,18 @@ pub fn unauthorized(body: &mut Vec<u8>) -> Reply {
     }
 }
 
+/// 503 for credentials that could not be checked yet: bcrypt was busy with other requests (a
+/// flood of guesses) for longer than a worker waits.
+pub fn auth_busy(body: &mut Vec<u8>) -> Reply {
+    body.clear();
+    body.extend_from_slice(b"Service Unavailable\n");
+    Reply {
+        status: 503,
+        content_type: TEXT,
+        header: Some(("Retry-After", "1")),
+    }
+}
+
 /// 405 for a method other than GET or HEAD.
 pub fn method_not_allowed(body: &mut Vec<u8>) -> Reply {
     Reply {

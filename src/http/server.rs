@@ -289,20 +289,25 @@ fn serve(state: &State, guard: &Guard, request: Request, buffers: &mut Buffers) 
     let started = Instant::now();
     buffers.body.clear();
     let web = guard.web.as_ref().map(|web| web.latest());
-    let authorized = web.as_ref().is_none_or(|web| {
+    let verdict = web.as_ref().map_or(basic_auth::Verdict::Allowed, |web| {
         let authorizations = request
             .headers()
             .iter()
             .filter(|header| header.field.equiv("Authorization"))
             .map(|header| header.value.as_str());
-        guard.basic_auth.check(&web.users, authorizations) == basic_auth::Verdict::Allowed
+        guard.basic_auth.check(&web.users, authorizations)
     });
-    let (handler, reply) = if authorized {
+    let (handler, reply) = if verdict == basic_auth::Verdict::Allowed {
         answer(state, &request, &mut buffers.body)
     } else {
         let path = request.url().split(['?', '#']).next().unwrap_or_default();
         let name = handlers::route(state, path).map_or("other", |route| route.name);
-        (name, handlers::unauthorized(&mut buffers.body))
+        let reply = if verdict == basic_auth::Verdict::Busy {
+            handlers::auth_busy(&mut buffers.body)
+        } else {
+            handlers::unauthorized(&mut buffers.body)
+        };
+        (name, reply)
     };
 
     let compressible = buffers.body.len() >= GZIP_MIN_BYTES;

@@ -57,7 +57,13 @@ impl Worker for WebConfigWatcher {
 
     fn run_once(&mut self, _now: Instant) {
         // Taken before the load: a file that changes while it is read is read again next time.
-        let now_seen = stamps(&self.seen.iter().map(|(file, _)| file.clone()).collect::<Vec<_>>());
+        let now_seen = stamps(
+            &self
+                .seen
+                .iter()
+                .map(|(file, _)| file.clone())
+                .collect::<Vec<_>>(),
+        );
         if now_seen == self.seen {
             return;
         }
@@ -80,10 +86,12 @@ impl Worker for WebConfigWatcher {
                 self.seen = settings
                     .files
                     .iter()
-                    .map(|file| match now_seen.iter().find(|(seen, _)| seen == file) {
-                        Some(entry) => entry.clone(),
-                        None => (file.clone(), stamp(file)),
-                    })
+                    .map(
+                        |file| match now_seen.iter().find(|(seen, _)| seen == file) {
+                            Some(entry) => entry.clone(),
+                            None => (file.clone(), stamp(file)),
+                        },
+                    )
                     .collect();
                 self.settings.publish(settings);
             }
