@@ -152,7 +152,7 @@ fn main() {
     .expect("web config");
     let cert = dir.join("server.pem");
     let log = dir.join("fluxbase.log");
-    common::write_log(&log, EVENT_LINES);
+    common::write_traffic(&log, EVENT_LINES);
     let storage = dir.join("storage");
     fs::create_dir_all(&storage).expect("storage root");
 
