@@ -6,6 +6,10 @@
 //! at the limit the connection that has waited longest for a request is closed to make room.
 //! Heads are bounded in size and time, bodies are never read. All handling happens on our fixed
 //! pool, so the work the process does for requests is bounded by `--web.threads`.
+//!
+//! With `--web.config.file`, the connection threads also run the TLS handshake (within the
+//! header timeout), and the workers check basic auth before routing and add the configured
+//! headers to every answer, refusals included.
 
 use std::fmt;
 use std::io;
