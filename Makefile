@@ -33,13 +33,14 @@ release:
 static: ## The static (musl) binary the container image ships; prints its path.
 	@scripts/build-static
 
-install: ## Binary, systemd unit and example settings under $(DESTDIR)$(PREFIX).
+install: ## Binary, systemd units and example settings under $(DESTDIR)$(PREFIX).
 ifeq ($(BINARY),target/release/fluxbase-exporter)
 	$(CARGO) build --release --locked
 endif
 	install -D -m 0755 "$(BINARY)" "$(DESTDIR)$(PREFIX)/bin/fluxbase-exporter"
 	install -d "$(DESTDIR)$(PREFIX)/lib/systemd/system"
 	sed 's|@PREFIX@|$(PREFIX)|g' systemd/fluxbase-exporter.service > "$(DESTDIR)$(PREFIX)/lib/systemd/system/fluxbase-exporter.service"
+	sed 's|@PREFIX@|$(PREFIX)|g' systemd/fluxbase-exporter.socket > "$(DESTDIR)$(PREFIX)/lib/systemd/system/fluxbase-exporter.socket"
 	install -D -m 0644 systemd/fluxbase-exporter.env.example "$(DESTDIR)/etc/fluxbase/fluxbase-exporter.env.example"
 	install -D -m 0644 README.md "$(DESTDIR)$(PREFIX)/share/doc/fluxbase-exporter/README.md"
 

@@ -56,7 +56,7 @@ fn main() {
     let url = database.url();
     let storage = storage_root();
     let log = common::scratch_dir("bench-peers-events").join("fluxbase.log");
-    write_traffic(&log, EVENT_LINES);
+    common::write_traffic(&log, EVENT_LINES);
     let log_path = log.to_str().expect("UTF-8 path").to_owned();
     let storage_path = storage.to_str().expect("UTF-8 path").to_owned();
     let ours_args = |database_url: &str| -> Vec<String> {
@@ -553,35 +553,6 @@ fn start_postgres_exporter(dsn: &str, ready: &str) -> Peer {
 /// Fluxbase's log of a small API's traffic: a dozen routes and outcomes, a few clients hitting
 /// the rate limit, a login now and then. What a real deployment's `/metrics` carries is in
 /// that order of variety (the cardinality guard caps anything wilder at 1,000 series a family).
-fn write_traffic(path: &std::path::Path, lines: usize) {
-    let routes = [
-        ("GET", "/api/v1/tables/users/records/42", 200),
-        ("GET", "/api/v1/tables/users/records/43", 404),
-        ("GET", "/api/v1/tables/orders", 200),
-        ("POST", "/api/v1/tables/orders", 201),
-        ("POST", "/api/v1/tables/orders", 500),
-        ("GET", "/api/v1/storage/avatars/u/7.png", 200),
-        ("GET", "/api/v1/storage/avatars/u/8.png", 304),
-        ("DELETE", "/api/v1/tables/orders/9", 204),
-        ("POST", "/api/v1/auth/signin", 200),
-        ("POST", "/api/v1/auth/signin", 401),
-        ("GET", "/api/v1/tables/users/records/44", 429),
-        ("PATCH", "/api/v1/tables/users/records/45", 200),
-    ];
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create log"));
-    for i in 0..lines {
-        let (method, route, status) = routes[i % routes.len()];
-        let _ = writeln!(
-            out,
-            r#"{{"level":"info","request_id":"{i:032x}","method":"{method}","path":"{route}","ip":"10.0.0.{}","status":{status},"duration_ms":{},"user_agent":"Mozilla/5.0","protocol":"HTTP/1.1","response_bytes":{},"time":1705314600,"message":"HTTP request"}}"#,
-            i % 3,
-            (i * 7) % 900,
-            (i * 37) % 60_000
-        );
-    }
-    out.flush().expect("flush log");
-}
-
 /// A storage root with three buckets of small files, as Fluxbase lays them out.
 fn storage_root() -> std::path::PathBuf {
     let root = common::scratch_dir("bench-peers-storage");

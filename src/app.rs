@@ -17,7 +17,9 @@ use crate::events::{self, DatabaseSource, FileSource, SourceStatus, StdinSource}
 use crate::families::{ExporterFamilies, FluxbaseFamilies};
 use crate::fluxbase_api::{self, ApiWorker};
 use crate::health::HealthBoard;
-use crate::http::{HttpServer, Options as HttpOptions, StartError};
+use crate::http::web_config::WebSettings;
+use crate::http::web_reload::WebConfigWatcher;
+use crate::http::{HttpServer, Listen, Options as HttpOptions, StartError};
 use crate::metrics::{Registry, SeriesLimit};
 use crate::process::{ProcessCollector, ProcessSnapshot};
 use crate::published::Published;
@@ -109,7 +111,8 @@ pub fn run(config: Config) -> Result<(), RunError> {
             auth_token: None,
             telemetry_path: String::new(),
         };
-        serve_until_stopped(config.web, state, signals.stops())
+        let web = watch_web_config(&config, &mut workers)?;
+        serve_until_stopped(config.web, state, web, signals.stops())
     });
     workers.shutdown(SHUTDOWN_GRACE);
     signals.stop();
@@ -287,10 +290,40 @@ fn start_event_sources(
     Ok(())
 }
 
+/// Publishes the web config read at start-up and starts the worker that re-reads it when its
+/// files change; `None` without `--web.config.file`.
+fn watch_web_config(
+    config: &Config,
+    workers: &mut Workers,
+) -> Result<Option<Arc<Published<WebSettings>>>, RunError> {
+    let Some((path, settings)) = &config.web.config_file else {
+        return Ok(None);
+    };
+    log::info!(file:% = path.display(), tls = settings.tls.is_some(), users = settings.users.len(); "serving with --web.config.file");
+    let settings = Arc::new(Published::new(settings.clone()));
+    workers
+        .spawn(WebConfigWatcher::new(path.clone(), Arc::clone(&settings)))
+        .map_err(RunError::Startup)?;
+    Ok(Some(settings))
+}
+
+/// The socket systemd passed (`LISTEN_FDS`, for this process's `LISTEN_PID`).
+fn systemd_listener() -> Result<std::net::TcpListener, RunError> {
+    let mut fds = listenfd::ListenFd::from_env();
+    match fds.take_tcp_listener(0) {
+        Ok(Some(listener)) => Ok(listener),
+        Ok(None) => Err(RunError::Http(StartError::Inherited(io::Error::other(
+            "systemd passed no socket (LISTEN_FDS is unset, 0, or for another process)",
+        )))),
+        Err(err) => Err(RunError::Http(StartError::Inherited(err))),
+    }
+}
+
 /// Serves until a signal, then stops the HTTP server (in-flight requests are answered first).
 fn serve_until_stopped(
     web: WebConfig,
     mut state: State,
+    web_settings: Option<Arc<Published<WebSettings>>>,
     signals: &Receiver<i32>,
 ) -> Result<(), RunError> {
     state.auth_token = web.auth_token;
@@ -303,9 +336,17 @@ fn serve_until_stopped(
         header_timeout: web.header_timeout,
         write_timeout: web.write_timeout,
     };
-    let http =
-        HttpServer::start(web.listen_address, &options, Arc::new(state)).map_err(RunError::Http)?;
-    log::info!(address:% = http.local_addr(), threads = web.threads; "listening");
+    let listen = if web.systemd_socket {
+        Listen::Inherited(systemd_listener()?)
+    } else {
+        Listen::Address(web.listen_address)
+    };
+    let tls = web_settings
+        .as_ref()
+        .is_some_and(|settings| settings.latest().tls.is_some());
+    let http = HttpServer::start(listen, &options, Arc::new(state), web_settings)
+        .map_err(RunError::Http)?;
+    log::info!(address:% = http.local_addr(), threads = web.threads, tls = tls, systemd_socket = web.systemd_socket; "listening");
 
     // Under systemd (Type=notify): ready now, then status lines and watchdog pings.
     let notifier = systemd::Notifier::from_env().map(Arc::new);
@@ -318,6 +359,7 @@ fn serve_until_stopped(
                 http.local_addr(),
                 health,
                 watchdog_stop,
+                &web.probe,
             );
             match started {
                 Ok(watchdog) => Some(watchdog),

@@ -335,7 +335,7 @@ pub const EXPORTER_HTTP_OPEN_CONNECTIONS: FamilyDesc = gauge(
 pub const EXPORTER_HTTP_CONNECTIONS_DROPPED_TOTAL: FamilyDesc = counter(
     "fluxbase_exporter_http_connections_dropped_total",
     &["reason"],
-    "Connections the exporter's HTTP server closed on its own: evicted (the longest-idle, to make room at --web.max-connections), refused (503: every connection busy), idle_timeout (no request within --web.idle-timeout)",
+    "Connections the exporter's HTTP server closed on its own: evicted (the longest-idle, to make room at --web.max-connections), refused (503: every connection busy), idle_timeout (no request within --web.idle-timeout), tls_handshake (a TLS handshake that failed, or did not finish within --web.header-timeout; plain HTTP to the TLS port is answered 400 first)",
 );
 pub const EXPORTER_HTTP_ACCEPT_ERRORS_TOTAL: FamilyDesc = counter(
     "fluxbase_exporter_http_accept_errors_total",

@@ -14,7 +14,9 @@ use crate::database::settings;
 use crate::duration;
 use crate::fluxbase_api::ApiSettings;
 use crate::fluxbase_config::{FluxbaseConfig, Layered, SettingOrigin, StartupReport};
+use crate::healthcheck::ProbeSettings;
 use crate::http::auth::BearerToken;
+use crate::http::web_config::{self, WebSettings};
 use crate::logging::LogFormat;
 use crate::storage::StorageSettings;
 
@@ -119,6 +121,66 @@ pub struct Flags {
         default_value = "10s"
     )]
     pub web_write_timeout: String,
+
+    /// File in the Prometheus exporter-toolkit web config format: TLS, basic auth and response
+    /// headers (re-read when it changes).
+    #[arg(
+        long = "web.config.file",
+        env = "FLUXBASE_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Listen on the socket systemd passes (socket activation) instead of
+    /// --web.listen-address.
+    #[arg(
+        long = "web.systemd-socket",
+        env = "FLUXBASE_EXPORTER_WEB_SYSTEMD_SOCKET",
+        default_value_t = false
+    )]
+    pub web_systemd_socket: bool,
+
+    /// User name the healthcheck subcommand sends when --web.config.file asks for basic auth.
+    #[arg(
+        long = "healthcheck.username",
+        env = "FLUXBASE_EXPORTER_HEALTHCHECK_USERNAME",
+        value_name = "USER"
+    )]
+    pub healthcheck_username: Option<String>,
+
+    /// File holding the password the healthcheck subcommand sends with --healthcheck.username.
+    #[arg(
+        long = "healthcheck.password-file",
+        env = "FLUXBASE_EXPORTER_HEALTHCHECK_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
+    pub healthcheck_password_file: Option<PathBuf>,
+
+    /// CA certificates the healthcheck subcommand verifies the server with [default: the
+    /// certificate of --web.config.file itself, for a self-signed one].
+    #[arg(
+        long = "healthcheck.tls-ca-file",
+        env = "FLUXBASE_EXPORTER_HEALTHCHECK_TLS_CA_FILE",
+        value_name = "FILE"
+    )]
+    pub healthcheck_tls_ca_file: Option<PathBuf>,
+
+    /// Client certificate the healthcheck subcommand and the systemd watchdog probe present
+    /// when --web.config.file requires one.
+    #[arg(
+        long = "healthcheck.tls-cert-file",
+        env = "FLUXBASE_EXPORTER_HEALTHCHECK_TLS_CERT_FILE",
+        value_name = "FILE"
+    )]
+    pub healthcheck_tls_cert_file: Option<PathBuf>,
+
+    /// Private key of --healthcheck.tls-cert-file.
+    #[arg(
+        long = "healthcheck.tls-key-file",
+        env = "FLUXBASE_EXPORTER_HEALTHCHECK_TLS_KEY_FILE",
+        value_name = "FILE"
+    )]
+    pub healthcheck_tls_key_file: Option<PathBuf>,
 
     /// Maximum number of series one labelled family may hold; further label sets are dropped
     /// and counted in fluxbase_exporter_series_dropped_total.
@@ -394,6 +456,12 @@ pub struct WebConfig {
     pub write_timeout: Duration,
     /// `None`: the JSON metrics endpoint answers 403 saying how to configure a token.
     pub auth_token: Option<BearerToken>,
+    /// `--web.config.file` and what it held at start-up.
+    pub config_file: Option<(PathBuf, WebSettings)>,
+    /// Serve on the socket systemd passed (`--web.systemd-socket`).
+    pub systemd_socket: bool,
+    /// How the systemd watchdog probe reaches the server.
+    pub probe: ProbeSettings,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -471,6 +539,11 @@ impl Config {
             ));
         }
         let auth_token = auth_token(flags.web_auth_token_file.as_deref(), env)?;
+        let config_file = match &flags.web_config_file {
+            Some(path) => Some((path.clone(), load_web_config(path)?)),
+            None => None,
+        };
+        let probe = probe_settings(&flags);
         let checks = CheckConfig {
             interval: positive_duration("--check.interval", &flags.check_interval)?,
             timeout: positive_duration("--check.timeout", &flags.check_timeout)?,
@@ -520,6 +593,9 @@ impl Config {
                 header_timeout,
                 write_timeout,
                 auth_token,
+                config_file,
+                systemd_socket: flags.web_systemd_socket,
+                probe,
             },
             log: LogConfig { level, format },
             max_series: flags.metrics_max_series,
@@ -876,15 +952,34 @@ fn auth_token(
 /// The name of the systemd credential holding the bearer token.
 pub const CREDENTIAL_NAME: &str = "auth-token";
 
+/// Reads `--web.config.file`; an unusable file is a configuration error naming the key.
+pub fn load_web_config(path: &Path) -> Result<WebSettings, ConfigError> {
+    web_config::load(path)
+        .map_err(|err| ConfigError::new("--web.config.file", format!("{}: {err}", path.display())))
+}
+
+/// The `--healthcheck.*` settings (and `--web.config.file`) the probes use.
+pub fn probe_settings(flags: &Flags) -> ProbeSettings {
+    ProbeSettings {
+        web_config_file: flags.web_config_file.clone(),
+        username: flags.healthcheck_username.clone(),
+        password_file: flags.healthcheck_password_file.clone(),
+        ca_file: flags.healthcheck_tls_ca_file.clone(),
+        cert_file: flags.healthcheck_tls_cert_file.clone(),
+        key_file: flags.healthcheck_tls_key_file.clone(),
+    }
+}
+
 /// Where `healthcheck` asks when given no URL: the health endpoint at the configured listen
 /// address (loopback when it listens on every address).
-pub fn default_health_url(listen_address: &str) -> String {
+pub fn default_health_url(listen_address: &str, tls: bool) -> String {
     let mut target = parse_listen_address(listen_address)
         .unwrap_or_else(|_| SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, DEFAULT_PORT)));
     if target.ip().is_unspecified() {
         target = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, target.port()));
     }
-    format!("http://{target}/api/v1/monitoring/health")
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{target}/api/v1/monitoring/health")
 }
 
 fn log_level(
@@ -1093,16 +1188,20 @@ mod tests {
     #[test]
     fn the_healthcheck_asks_the_configured_port() {
         assert_eq!(
-            default_health_url(":9745"),
+            default_health_url(":9745", false),
             "http://127.0.0.1:9745/api/v1/monitoring/health"
         );
         assert_eq!(
-            default_health_url("0.0.0.0:8000"),
+            default_health_url("0.0.0.0:8000", false),
             "http://127.0.0.1:8000/api/v1/monitoring/health"
         );
         assert_eq!(
-            default_health_url("[::]:7000"),
+            default_health_url("[::]:7000", false),
             "http://127.0.0.1:7000/api/v1/monitoring/health"
+        );
+        assert_eq!(
+            default_health_url(":9745", true),
+            "https://127.0.0.1:9745/api/v1/monitoring/health"
         );
     }
 

@@ -296,7 +296,7 @@ impl HttpFamilies {
     pub fn server_started(&self) {
         self.open_connections.add(&[], 0.0);
         self.accept_errors_total.inc_by(&[], 0);
-        for reason in ["evicted", "refused", "idle_timeout"] {
+        for reason in ["evicted", "refused", "idle_timeout", "tls_handshake"] {
             self.connections_dropped_total.inc_by(&[reason], 0);
         }
     }

@@ -34,10 +34,18 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::Healthcheck { url }) = &flags.command {
-        let url = url
-            .clone()
-            .unwrap_or_else(|| config::default_health_url(&flags.web_listen_address));
-        return healthcheck(&url);
+        let probe = config::probe_settings(&flags);
+        let url = match url {
+            Some(url) => url.clone(),
+            None => {
+                // https when the web config serves TLS; an unreadable one fails the check below.
+                let tls = flags.web_config_file.as_deref().is_some_and(|path| {
+                    config::load_web_config(path).is_ok_and(|web| web.tls.is_some())
+                });
+                config::default_health_url(&flags.web_listen_address, tls)
+            }
+        };
+        return healthcheck(&url, &probe);
     }
     let config = match Config::from_flags(flags, &|name| std::env::var(name).ok()) {
         Ok(config) => config,
@@ -58,8 +66,8 @@ fn main() -> ExitCode {
 }
 
 /// `fluxbase-exporter healthcheck [URL]`: 0 on a 2xx answer, 1 otherwise, one line either way.
-fn healthcheck(url: &str) -> ExitCode {
-    let (healthy, line) = fluxbase_exporter::healthcheck::check(url);
+fn healthcheck(url: &str, probe: &fluxbase_exporter::healthcheck::ProbeSettings) -> ExitCode {
+    let (healthy, line) = fluxbase_exporter::healthcheck::check(url, probe);
     println!("{line}");
     if healthy {
         ExitCode::SUCCESS

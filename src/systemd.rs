@@ -2,8 +2,7 @@
 //! listening, `STATUS=` lines, `WATCHDOG=1` while the HTTP workers answer, `STOPPING=1` at
 //! shutdown.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{self, UnixDatagram};
 use std::sync::Arc;
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, after, select};
 
 use crate::health::{self, HealthBoard};
+use crate::healthcheck::{Probe, ProbeSettings, Purpose};
 
 /// Where systemd listens for this service's notifications.
 pub struct Notifier {
@@ -56,6 +56,9 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// The thread that keeps systemd informed: every interval, a `STATUS=` line with the health
 /// verdict and, when the watchdog is on, `WATCHDOG=1` if and only if the HTTP workers answer a
 /// request to `/livez` within the interval. A wedged server therefore misses the watchdog.
+/// Behind `--web.config.file`, the probe speaks TLS (with the `--healthcheck.tls-*` client
+/// certificate when one is configured) and takes a 401 as an answer: it carries no
+/// credentials, and a 401 is written by an HTTP worker like any other answer.
 pub struct Watchdog {
     thread: JoinHandle<()>,
 }
@@ -66,11 +69,18 @@ impl Watchdog {
         http: SocketAddr,
         health: Arc<HealthBoard>,
         stop: Receiver<()>,
+        probe: &ProbeSettings,
     ) -> std::io::Result<Watchdog> {
         let watchdog = watchdog_interval();
         let interval = watchdog
             .unwrap_or(Duration::from_secs(10))
             .max(Duration::from_millis(100));
+        // Half an interval at most, so that two pings are never further apart than one and a
+        // half intervals (three quarters of WatchdogSec).
+        let probe = Probe::new(probe, Purpose::Watchdog, interval / 2);
+        if let Err(why) = &probe {
+            log::error!(reason = why.as_str(); "the watchdog probe cannot be set up; watchdog pings are withheld");
+        }
         let target = loopback(http);
         let thread = thread::Builder::new().name("systemd".to_owned()).spawn(move || {
             let mut answering = true;
@@ -85,9 +95,11 @@ impl Watchdog {
                 }
                 notifier.send(&status);
                 if watchdog.is_some() {
-                    // Half an interval at most, so that two pings are never further apart
-                    // than one and a half intervals (three quarters of WatchdogSec).
-                    match livez(target, interval / 2) {
+                    let answer = match &probe {
+                        Ok(probe) => livez(probe, target),
+                        Err(why) => Err(why.clone()),
+                    };
+                    match answer {
                         Ok(()) => {
                             notifier.send("WATCHDOG=1");
                             if !answering {
@@ -131,45 +143,13 @@ fn loopback(bound: SocketAddr) -> SocketAddr {
     target
 }
 
-/// `GET /livez` answered 200 within `timeout`.
-fn livez(target: SocketAddr, timeout: Duration) -> Result<(), String> {
-    match http_status(target, "/livez", timeout)? {
-        200 => Ok(()),
+/// `GET /livez` answered by an HTTP worker: 200, or 401 behind basic auth.
+fn livez(probe: &Probe, target: SocketAddr) -> Result<(), String> {
+    let scheme = if probe.tls { "https" } else { "http" };
+    match probe.status(&format!("{scheme}://{target}/livez"))? {
+        200 | 401 => Ok(()),
         other => Err(format!("/livez answered {other}")),
     }
-}
-
-/// The status code of `GET path` on `target`, within `timeout` for each of connect, write and
-/// read (HTTP/1.0: the server closes after answering).
-pub fn http_status(target: SocketAddr, path: &str, timeout: Duration) -> Result<u16, String> {
-    let mut stream = TcpStream::connect_timeout(&target, timeout)
-        .map_err(|err| format!("cannot connect to {target}: {err}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|err| err.to_string())?;
-    stream
-        .set_write_timeout(Some(timeout))
-        .map_err(|err| err.to_string())?;
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.0\r\nHost: {target}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .map_err(|err| format!("cannot send the request: {err}"))?;
-    let mut head = [0u8; 64];
-    let mut read = 0;
-    while read < 12 {
-        match stream.read(&mut head[read..]) {
-            Ok(0) => break,
-            Ok(n) => read += n,
-            Err(err) => return Err(format!("no answer: {err}")),
-        }
-    }
-    let line = String::from_utf8_lossy(&head[..read]);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("not an HTTP answer: {line:?}"))
 }
 
 #[cfg(test)]
@@ -198,7 +178,13 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let err = http_status(port, "/livez", Duration::from_millis(500)).unwrap_err();
+        let probe = Probe::new(
+            &ProbeSettings::default(),
+            Purpose::Watchdog,
+            Duration::from_millis(500),
+        )
+        .unwrap();
+        let err = livez(&probe, port).unwrap_err();
         assert!(err.starts_with("cannot connect to"), "{err}");
     }
 }

@@ -284,6 +284,37 @@ pub fn append_log(out: &mut impl Write, first: usize, count: usize) {
     }
 }
 
+/// Writes `lines` HTTP request lines over twelve routes (a few hundred series once mapped), for
+/// the scrape benchmarks.
+pub fn write_traffic(path: &Path, lines: usize) {
+    let routes = [
+        ("GET", "/api/v1/tables/users/records/42", 200),
+        ("GET", "/api/v1/tables/users/records/43", 404),
+        ("GET", "/api/v1/tables/orders", 200),
+        ("POST", "/api/v1/tables/orders", 201),
+        ("POST", "/api/v1/tables/orders", 500),
+        ("GET", "/api/v1/storage/avatars/u/7.png", 200),
+        ("GET", "/api/v1/storage/avatars/u/8.png", 304),
+        ("DELETE", "/api/v1/tables/orders/9", 204),
+        ("POST", "/api/v1/auth/signin", 200),
+        ("POST", "/api/v1/auth/signin", 401),
+        ("GET", "/api/v1/tables/users/records/44", 429),
+        ("PATCH", "/api/v1/tables/users/records/45", 200),
+    ];
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create log"));
+    for i in 0..lines {
+        let (method, route, status) = routes[i % routes.len()];
+        let _ = writeln!(
+            out,
+            r#"{{"level":"info","request_id":"{i:032x}","method":"{method}","path":"{route}","ip":"10.0.0.{}","status":{status},"duration_ms":{},"user_agent":"Mozilla/5.0","protocol":"HTTP/1.1","response_bytes":{},"time":1705314600,"message":"HTTP request"}}"#,
+            i % 3,
+            (i * 7) % 900,
+            (i * 37) % 60_000
+        );
+    }
+    out.flush().expect("flush log");
+}
+
 /// Samples (non-comment lines) in an exposition.
 pub fn series_count(text: &str) -> usize {
     text.lines()

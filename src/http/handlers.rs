@@ -107,11 +107,22 @@ fn readyz(state: &State, _: &Request, body: &mut Vec<u8>) -> Reply {
 
 /// `GET /api/v1/monitoring/metrics`: the JSON system metrics, behind the bearer token.
 fn api_metrics(state: &State, request: &Request, body: &mut Vec<u8>) -> Reply {
-    let authorization = request
+    // With basic auth on (`--web.config.file`), the request carries two `Authorization`
+    // headers: Basic for the server, Bearer for this endpoint. The Bearer one counts here.
+    let mut authorizations = request
         .headers()
         .iter()
-        .find(|header| header.field.equiv("Authorization"))
+        .filter(|header| header.field.equiv("Authorization"))
         .map(|header| header.value.as_str());
+    let first = authorizations.clone().next();
+    let authorization = authorizations
+        .find(|value| {
+            value
+                .trim_start()
+                .get(..7)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+        })
+        .or(first);
     match auth::check(state.auth_token.as_ref(), authorization) {
         Verdict::Allowed => json(
             body,
@@ -181,6 +192,30 @@ fn landing(state: &State, _: &Request, body: &mut Vec<u8>) -> Reply {
 /// 404 for a path no route serves.
 pub fn not_found(body: &mut Vec<u8>) -> Reply {
     json(body, 404, &ErrorBody { error: "not found" })
+}
+
+/// 401 for a request without the basic auth `--web.config.file` asks for (the toolkit's answer:
+/// `WWW-Authenticate: Basic`, "Unauthorized").
+pub fn unauthorized(body: &mut Vec<u8>) -> Reply {
+    body.clear();
+    body.extend_from_slice(b"Unauthorized\n");
+    Reply {
+        status: 401,
+        content_type: TEXT,
+        header: Some(("WWW-Authenticate", "Basic")),
+    }
+}
+
+/// 503 for credentials that could not be checked yet: bcrypt was busy with other requests (a
+/// flood of guesses) for longer than a worker waits.
+pub fn auth_busy(body: &mut Vec<u8>) -> Reply {
+    body.clear();
+    body.extend_from_slice(b"Service Unavailable\n");
+    Reply {
+        status: 503,
+        content_type: TEXT,
+        header: Some(("Retry-After", "1")),
+    }
 }
 
 /// 405 for a method other than GET or HEAD.

@@ -5,10 +5,13 @@
 //! the [`State`](crate::state::State) that workers publish.
 
 pub mod auth;
+pub mod basic_auth;
 mod bodies;
 mod handlers;
 mod server;
+pub mod web_config;
+pub mod web_reload;
 
 pub use bodies::NO_DATABASE;
 pub use handlers::{Handler, Reply, route};
-pub use server::{HttpServer, Options, StartError};
+pub use server::{HttpServer, Listen, Options, StartError};

@@ -6,6 +6,10 @@
 //! at the limit the connection that has waited longest for a request is closed to make room.
 //! Heads are bounded in size and time, bodies are never read. All handling happens on our fixed
 //! pool, so the work the process does for requests is bounded by `--web.threads`.
+//!
+//! With `--web.config.file`, the connection threads also run the TLS handshake (within the
+//! header timeout), and the workers check basic auth before routing and add the configured
+//! headers to every answer, refusals included.
 
 use std::fmt;
 use std::io;
@@ -22,7 +26,11 @@ use tiny_http::{
     StatusCode,
 };
 
+use super::basic_auth::{self, BasicAuth};
 use super::handlers::{self, Reply};
+use super::web_config::WebSettings;
+use super::web_reload::PublishedTls;
+use crate::published::Published;
 use crate::state::State;
 
 /// The longest request line answered; longer ones get 414 (from tiny_http).
@@ -61,6 +69,15 @@ impl Options {
     }
 }
 
+/// Where the server listens.
+#[derive(Debug)]
+pub enum Listen {
+    /// Bind this address (`--web.listen-address`).
+    Address(SocketAddr),
+    /// A socket already listening, passed by systemd (`--web.systemd-socket`).
+    Inherited(TcpListener),
+}
+
 /// A running HTTP server and its worker threads.
 pub struct HttpServer {
     server: Arc<tiny_http::Server>,
@@ -80,6 +97,8 @@ pub enum StartError {
         source: io::Error,
     },
     Spawn(io::Error),
+    /// The socket systemd passed cannot be used.
+    Inherited(io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -98,6 +117,10 @@ impl fmt::Display for StartError {
                 )
             }
             StartError::Spawn(source) => write!(f, "cannot start an HTTP worker thread: {source}"),
+            StartError::Inherited(source) => write!(
+                f,
+                "cannot listen on the socket systemd passed (--web.systemd-socket): {source}"
+            ),
         }
     }
 }
@@ -105,17 +128,31 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 impl HttpServer {
-    /// Listens on `address` and starts `options.threads` workers.
+    /// Listens on `listen` and starts `options.threads` workers. With `web` (from
+    /// `--web.config.file`), every answer carries its headers and needs its basic auth, and
+    /// the server speaks TLS when the settings had TLS at start-up; the latest published
+    /// settings apply to each new handshake and each request.
     pub fn start(
-        address: SocketAddr,
+        listen: Listen,
         options: &Options,
         state: Arc<State>,
+        web: Option<Arc<Published<WebSettings>>>,
     ) -> Result<Self, StartError> {
-        let listener =
-            TcpListener::bind(address).map_err(|source| StartError::Bind { address, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { address, source })?;
+        let (listener, local_addr) = match listen {
+            Listen::Address(address) => {
+                let listener = TcpListener::bind(address)
+                    .map_err(|source| StartError::Bind { address, source })?;
+                let local_addr = listener
+                    .local_addr()
+                    .map_err(|source| StartError::Bind { address, source })?;
+                (listener, local_addr)
+            }
+            Listen::Inherited(listener) => {
+                let local_addr = listener.local_addr().map_err(StartError::Inherited)?;
+                (listener, local_addr)
+            }
+        };
+        let address = local_addr;
         // tiny_http writes a response's headers and body separately; with Nagle's algorithm the
         // last segment would wait for the client's delayed ACK (40 ms) on a kept-alive
         // connection. Accepted sockets inherit TCP_NODELAY from the listener.
@@ -126,12 +163,24 @@ impl HttpServer {
         let observer = Arc::new(ConnectionCounter {
             state: Arc::clone(&state),
         });
+        let tls = web.as_ref().and_then(|settings| {
+            let initial = settings.latest().tls.clone()?;
+            let source: Arc<dyn tiny_http::TlsConfigSource> = Arc::new(PublishedTls {
+                settings: Arc::clone(settings),
+                initial,
+            });
+            Some(source)
+        });
         let server =
-            tiny_http::Server::from_listener_with(listener, options.limits(), Some(observer))
+            tiny_http::Server::from_listener_tls(listener, options.limits(), Some(observer), tls)
                 .map_err(|err| StartError::Bind {
-                    address,
-                    source: io::Error::other(err.to_string()),
-                })?;
+                address,
+                source: io::Error::other(err.to_string()),
+            })?;
+        let guard = Arc::new(Guard {
+            web,
+            basic_auth: BasicAuth::default(),
+        });
         let mut http = HttpServer {
             server: Arc::new(server),
             local_addr,
@@ -142,9 +191,10 @@ impl HttpServer {
             let server = Arc::clone(&http.server);
             let state = Arc::clone(&state);
             let quit = Arc::clone(&http.quit);
+            let guard = Arc::clone(&guard);
             let spawned = thread::Builder::new()
                 .name(format!("http-{index}"))
-                .spawn(move || worker_loop(&server, &state, &quit));
+                .spawn(move || worker_loop(&server, &state, &guard, &quit));
             match spawned {
                 Ok(worker) => http.workers.push(worker),
                 Err(err) => {
@@ -200,15 +250,24 @@ impl ConnectionObserver for ConnectionCounter {
                     .inc(&["other", &code]);
             }
             ConnectionEvent::AcceptFailed(_) => http.accept_errors_total.inc(&[]),
+            ConnectionEvent::HandshakeFailed(_) => {
+                http.connections_dropped_total.inc(&["tls_handshake"])
+            }
         }
     }
 }
 
-fn worker_loop(server: &tiny_http::Server, state: &State, quit: &AtomicBool) {
+/// What `--web.config.file` asks of every request: basic auth and extra headers.
+struct Guard {
+    web: Option<Arc<Published<WebSettings>>>,
+    basic_auth: BasicAuth,
+}
+
+fn worker_loop(server: &tiny_http::Server, state: &State, guard: &Guard, quit: &AtomicBool) {
     let mut buffers = Buffers::default();
     loop {
         match server.recv() {
-            Ok(request) => serve(state, request, &mut buffers),
+            Ok(request) => serve(state, guard, request, &mut buffers),
             // Only `unblock` makes `recv` fail: this worker's turn to stop.
             Err(_) => {
                 if !quit.load(Ordering::Acquire) {
@@ -230,10 +289,30 @@ struct Buffers {
 
 /// Answers one request: route, handle (a panic becomes a 500, not a lost worker), compress
 /// when asked, respond, count, log.
-fn serve(state: &State, request: Request, buffers: &mut Buffers) {
+fn serve(state: &State, guard: &Guard, request: Request, buffers: &mut Buffers) {
     let started = Instant::now();
     buffers.body.clear();
-    let (handler, reply) = answer(state, &request, &mut buffers.body);
+    let web = guard.web.as_ref().map(|web| web.latest());
+    let verdict = web.as_ref().map_or(basic_auth::Verdict::Allowed, |web| {
+        let authorizations = request
+            .headers()
+            .iter()
+            .filter(|header| header.field.equiv("Authorization"))
+            .map(|header| header.value.as_str());
+        guard.basic_auth.check(&web.users, authorizations)
+    });
+    let (handler, reply) = if verdict == basic_auth::Verdict::Allowed {
+        answer(state, &request, &mut buffers.body)
+    } else {
+        let path = request.url().split(['?', '#']).next().unwrap_or_default();
+        let name = handlers::route(state, path).map_or("other", |route| route.name);
+        let reply = if verdict == basic_auth::Verdict::Busy {
+            handlers::auth_busy(&mut buffers.body)
+        } else {
+            handlers::unauthorized(&mut buffers.body)
+        };
+        (name, reply)
+    };
 
     let compressible = buffers.body.len() >= GZIP_MIN_BYTES;
     let gzipped = compressible
@@ -250,6 +329,11 @@ fn serve(state: &State, request: Request, buffers: &mut Buffers) {
 
     let mut headers = Vec::with_capacity(4);
     push_header(&mut headers, "Content-Type", reply.content_type);
+    if let Some(web) = &web {
+        for (name, value) in &web.headers {
+            push_header(&mut headers, name, value);
+        }
+    }
     if compressible {
         push_header(&mut headers, "Vary", "Accept-Encoding");
     }

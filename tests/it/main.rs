@@ -18,3 +18,4 @@ mod properties;
 mod standin;
 mod storage;
 mod upstream;
+mod tls;

@@ -96,7 +96,8 @@
 // `ConnectionLimits::max_connections` of them (closing the longest-idle one to make room),
 // bounds how long it waits for request heads and how large they may be, never reads a body it
 // was not asked to, keeps accepting after `accept` errors, and reports what it did to a
-// `ConnectionObserver`. TLS support is removed.
+// `ConnectionObserver`. Upstream's TLS support is replaced: `Server::from_listener_tls` runs
+// each rustls handshake on the connection's own thread, under the header timeout.
 
 use std::error::Error;
 use std::io::Error as IoError;
@@ -118,6 +119,9 @@ pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 pub use util::{ConnectionEvent, ConnectionLimits, ConnectionObserver};
+// Patched (fluxbase-exporter): TLS.
+pub use rustls;
+pub use util::{HandshakeFailure, TlsConfigSource};
 
 mod client;
 mod common;
@@ -224,6 +228,18 @@ impl Server {
         limits: ConnectionLimits,
         observer: Option<Arc<dyn ConnectionObserver>>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_tls(listener, limits, observer, None)
+    }
+
+    /// Patched (fluxbase-exporter): as [`Server::from_listener_with`], serving TLS when `tls`
+    /// is given: each connection's handshake runs on its own connection thread within
+    /// `limits.header_timeout`, with the configuration `tls` gives at that moment.
+    pub fn from_listener_tls<L: Into<Listener>>(
+        listener: L,
+        limits: ConnectionLimits,
+        observer: Option<Arc<dyn ConnectionObserver>>,
+        tls: Option<Arc<dyn TlsConfigSource>>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -280,37 +296,17 @@ impl Server {
                         Admission::Admitted(ticket) => ticket,
                         Admission::Refused => continue,
                     };
-                    let deadline = Arc::new(Deadline::default());
-                    let control = sock.try_clone().ok();
-                    let halves = util::RefinedTcpStream::new(
-                        sock,
-                        if bounded {
-                            Some(deadline.clone())
-                        } else {
-                            None
-                        },
-                    );
-                    let (read_closable, write_closable) = match halves {
-                        Ok(halves) => halves,
-                        Err(e) => {
-                            log::warn!("Cannot serve a new client: {}", e);
-                            continue;
-                        }
-                    };
-                    let client = ClientConnection::new(
-                        write_closable,
-                        read_closable,
-                        Some(ticket),
-                        deadline,
-                        control,
-                    );
-
+                    // Patched (fluxbase-exporter): the socket is set up, and with TLS the
+                    // handshake run, on the connection's own thread, so that neither a slow
+                    // handshake nor a failed one holds up the accept loop or a worker.
                     let messages = inside_messages.clone();
-                    let mut client = Some(client);
+                    let mut task = Some((sock, ticket, tls.clone()));
                     let spawned = tasks_pool.spawn(Box::new(move || {
-                        if let Some(client) = client.take() {
-                            for rq in client {
-                                messages.push(rq);
+                        if let Some((sock, ticket, tls)) = task.take() {
+                            if let Some(client) = open_client(sock, ticket, bounded, tls) {
+                                for rq in client {
+                                    messages.push(rq);
+                                }
                             }
                         }
                     }));
@@ -370,6 +366,67 @@ impl Server {
     /// This will cause `recv` to return an error.
     pub fn unblock(&self) {
         self.messages.unblock();
+    }
+}
+
+/// Patched (fluxbase-exporter): on a connection's own thread, splits the socket into its halves
+/// (after the TLS handshake, when serving TLS) and wraps them into the connection's request
+/// reader; `None` when the connection ends here (the ticket's drop reports it closed).
+fn open_client(
+    sock: Connection,
+    mut ticket: util::Ticket,
+    bounded: bool,
+    tls: Option<Arc<dyn TlsConfigSource>>,
+) -> Option<ClientConnection> {
+    let deadline = Arc::new(Deadline::default());
+    let control = sock.try_clone().ok();
+    let halves = match tls {
+        None => util::RefinedTcpStream::new(
+            sock,
+            if bounded {
+                Some(deadline.clone())
+            } else {
+                None
+            },
+        ),
+        Some(tls) => {
+            // Evictable while the handshake is under way: a flood of connections that never
+            // complete one must not keep a real client out.
+            ticket.idle();
+            let timeout = ticket.registry().limits().header_timeout;
+            let handle = match sock.try_clone() {
+                Ok(handle) => handle,
+                Err(e) => {
+                    log::warn!("Cannot serve a new client: {}", e);
+                    return None;
+                }
+            };
+            match util::handshake(sock, deadline.clone(), timeout, tls.server_config()) {
+                // Busy again (unless evicted meanwhile), so that the wait for the first
+                // request starts now, not at the accept.
+                Ok(_) if !ticket.busy() => return None,
+                Ok(session) => util::RefinedTcpStream::new_tls(session, handle),
+                Err(failure) => {
+                    ticket
+                        .registry()
+                        .notify(ConnectionEvent::HandshakeFailed(failure));
+                    return None;
+                }
+            }
+        }
+    };
+    match halves {
+        Ok((read_closable, write_closable)) => Some(ClientConnection::new(
+            write_closable,
+            read_closable,
+            Some(ticket),
+            deadline,
+            control,
+        )),
+        Err(e) => {
+            log::warn!("Cannot serve a new client: {}", e);
+            None
+        }
     }
 }
 

@@ -77,6 +77,9 @@ pub enum ConnectionEvent {
     Rejected(StatusCode),
     /// `accept` failed (for instance, out of file descriptors); the server keeps accepting.
     AcceptFailed(ErrorKind),
+    /// Patched (fluxbase-exporter): a TLS server's connection ended before its handshake
+    /// completed.
+    HandshakeFailed(crate::util::HandshakeFailure),
 }
 
 /// Receives [`ConnectionEvent`]s. Called on the server's own threads: keep it cheap and

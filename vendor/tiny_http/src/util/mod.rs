@@ -8,6 +8,9 @@ pub use self::refined_tcp_stream::RefinedTcpStream;
 pub use self::sequential::SequentialWriterBuilder;
 pub use self::sequential::{SequentialReader, SequentialReaderBuilder};
 pub use self::task_pool::TaskPool;
+// Patched (fluxbase-exporter): TLS on the connection threads.
+pub(crate) use self::tls::handshake;
+pub use self::tls::{HandshakeFailure, TlsConfigSource};
 
 use std::str::FromStr;
 
@@ -19,6 +22,7 @@ mod messages_queue;
 pub(crate) mod refined_tcp_stream;
 mod sequential;
 mod task_pool;
+mod tls;
 
 /// Parses a the value of a header.
 /// Suitable for `Accept-*`, `TE`, etc.

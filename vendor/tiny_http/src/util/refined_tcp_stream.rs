@@ -1,24 +1,45 @@
 use std::io::Result as IoResult;
 use std::io::{Error as IoError, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::connection::Connection;
 use crate::util::Deadline;
 
+/// Patched (fluxbase-exporter): a TLS session over a bounded socket, shared by the read and
+/// write halves of one connection.
+pub(crate) type TlsSession = rustls::StreamOwned<rustls::ServerConnection, BoundedSocket>;
+
 /// Wraps a connection, closing its read or write half when dropped.
 ///
-/// Patched (fluxbase-exporter): the TLS variant is gone (the exporter does not serve TLS), and
-/// the read half may carry a [`Deadline`]: every read from the socket is bounded by the time
-/// left before it, so a client that sends a request head one byte at a time cannot hold the
-/// connection's thread past the deadline.
+/// Patched (fluxbase-exporter): the read half may carry a [`Deadline`]: every read from the
+/// socket is bounded by the time left before it, so a client that sends a request head one
+/// byte at a time cannot hold the connection's thread past the deadline. Upstream's TLS
+/// variants (openssl, rustls) are replaced by one rustls variant whose handshake the
+/// connection thread has already done (`util/tls.rs`); both halves share the session behind a
+/// mutex. The connection thread reads the next head only once every answer is written
+/// (`ClientConnection::wait_for_answers`), so the halves never wait on each other's lock
+/// while blocked on the socket.
 pub struct RefinedTcpStream {
-    stream: Connection,
+    io: Transport,
     close_read: bool,
     close_write: bool,
+}
+
+/// Patched (fluxbase-exporter): what the bytes go through.
+enum Transport {
+    Plain(BoundedSocket),
+    /// The session, and another handle to the socket it owns (to shut a half down and to ask
+    /// the peer's address without taking the session's lock).
+    Tls(Arc<Mutex<TlsSession>>, Connection),
+}
+
+/// Patched (fluxbase-exporter): a socket whose reads obey a [`Deadline`].
+pub(crate) struct BoundedSocket {
+    stream: Connection,
     deadline: Option<Arc<Deadline>>,
-    /// The socket's read timeout as last set (read half only), to skip setting it again.
+    /// The socket's read timeout as last set, to skip setting it again.
     read_timeout: Option<Duration>,
 }
 
@@ -27,6 +48,20 @@ pub struct RefinedTcpStream {
 /// for each would be a system call per request for nothing.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(100);
 
+impl BoundedSocket {
+    pub(crate) fn new(stream: Connection, deadline: Option<Arc<Deadline>>) -> BoundedSocket {
+        BoundedSocket {
+            stream,
+            deadline,
+            read_timeout: None,
+        }
+    }
+
+    pub(crate) fn stream(&self) -> &Connection {
+        &self.stream
+    }
+}
+
 impl RefinedTcpStream {
     /// Splits a connection into its read half (which obeys `deadline`) and its write half.
     pub(crate) fn new(
@@ -34,47 +69,117 @@ impl RefinedTcpStream {
         deadline: Option<Arc<Deadline>>,
     ) -> IoResult<(RefinedTcpStream, RefinedTcpStream)> {
         let read = RefinedTcpStream {
-            stream: stream.try_clone()?,
+            io: Transport::Plain(BoundedSocket::new(stream.try_clone()?, deadline)),
             close_read: true,
             close_write: false,
-            deadline,
-            read_timeout: None,
         };
 
         let write = RefinedTcpStream {
-            stream,
+            io: Transport::Plain(BoundedSocket::new(stream, None)),
             close_read: false,
             close_write: true,
-            deadline: None,
-            read_timeout: None,
         };
 
         Ok((read, write))
     }
 
+    /// Patched (fluxbase-exporter): the two halves of a connection whose TLS handshake is
+    /// done; `control` is another handle to its socket.
+    pub(crate) fn new_tls(
+        session: TlsSession,
+        control: Connection,
+    ) -> IoResult<(RefinedTcpStream, RefinedTcpStream)> {
+        let session = Arc::new(Mutex::new(session));
+        let read = RefinedTcpStream {
+            io: Transport::Tls(Arc::clone(&session), control.try_clone()?),
+            close_read: true,
+            close_write: false,
+        };
+        let write = RefinedTcpStream {
+            io: Transport::Tls(session, control),
+            close_read: false,
+            close_write: true,
+        };
+        Ok((read, write))
+    }
+
     #[inline]
     pub(crate) fn secure(&self) -> bool {
-        false
+        matches!(self.io, Transport::Tls(..))
     }
 
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
-        self.stream.peer_addr()
+        match &mut self.io {
+            Transport::Plain(socket) => socket.stream.peer_addr(),
+            Transport::Tls(_, control) => control.peer_addr(),
+        }
     }
+
+    /// The socket underneath, for what is not reading or writing.
+    fn socket(&self) -> &Connection {
+        match &self.io {
+            Transport::Plain(socket) => socket.stream(),
+            Transport::Tls(_, control) => control,
+        }
+    }
+}
+
+/// Patched (fluxbase-exporter): a poisoned lock is still usable (a panic elsewhere must not
+/// take the connection's other half with it; the session's state is rustls's to keep sound).
+fn lock(session: &Mutex<TlsSession>) -> MutexGuard<'_, TlsSession> {
+    session.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for RefinedTcpStream {
     fn drop(&mut self) {
         if self.close_read {
-            self.stream.shutdown(Shutdown::Read).ok();
+            self.socket().shutdown(Shutdown::Read).ok();
         }
 
         if self.close_write {
-            self.stream.shutdown(Shutdown::Write).ok();
+            // Patched (fluxbase-exporter): a TLS peer is told the stream ends (close_notify),
+            // so that it can tell the end from a truncation.
+            if let Transport::Tls(session, _) = &self.io {
+                let mut session = lock(session);
+                session.conn.send_close_notify();
+                let session = &mut *session;
+                while session.conn.wants_write() {
+                    if session.conn.write_tls(&mut session.sock).is_err() {
+                        break;
+                    }
+                }
+            }
+            self.socket().shutdown(Shutdown::Write).ok();
         }
     }
 }
 
 impl Read for RefinedTcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
+        match &mut self.io {
+            Transport::Plain(socket) => socket.read(buf),
+            Transport::Tls(session, _) => lock(session).read(buf),
+        }
+    }
+}
+
+impl Write for RefinedTcpStream {
+    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+        match &mut self.io {
+            Transport::Plain(socket) => socket.write(buf),
+            Transport::Tls(session, _) => lock(session).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> IoResult<()> {
+        match &mut self.io {
+            Transport::Plain(socket) => socket.flush(),
+            Transport::Tls(session, _) => lock(session).flush(),
+        }
+    }
+}
+
+impl Read for BoundedSocket {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         loop {
             let remaining = self
@@ -121,7 +226,7 @@ fn timed_out() -> IoError {
     )
 }
 
-impl Write for RefinedTcpStream {
+impl Write for BoundedSocket {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         self.stream.write(buf)
     }
