@@ -17,5 +17,5 @@ mod promtool;
 mod properties;
 mod standin;
 mod storage;
-mod upstream;
 mod tls;
+mod upstream;
