@@ -308,7 +308,10 @@ fn the_static_binary_is_static_small_and_serves_from_an_empty_root() {
         size,
         size as f64 / 1048576.0
     );
-    assert!(size <= 5 * 1024 * 1024, "{size} bytes");
+    // The budget: 6 MiB, still well under node_exporter's 10.4 MiB and postgres_exporter's. It
+    // grew from 5 MiB when the exporter learned to serve TLS with basic auth, to read Fluxbase's
+    // metrics endpoint and API over HTTP (ureq) and to read YAML (5.19 MiB then).
+    assert!(size <= 6 * 1024 * 1024, "{size} bytes");
 
     // An empty root: nothing but the binary (no /etc, no /proc, no libc, no shell).
     let root = TempDir::new("empty-root");
