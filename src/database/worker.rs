@@ -19,6 +19,7 @@ use crate::families::{ExporterFamilies, FluxbaseFamilies, StorageFamilies};
 use crate::health::{CheckReport, HealthBoard, Status};
 use crate::incremental::Window;
 use crate::labels;
+use crate::metrics::{Family, Gauge};
 use crate::published::Published;
 use crate::workers::Worker;
 
@@ -270,8 +271,20 @@ impl DatabaseWorker {
         let client = &mut session.client;
         let parts = [
             ("storage.buckets and storage.objects", self.storage(client)),
-            ("auth.sessions", self.auth_sessions(client)),
-            ("auth.users", self.locked_users(client)),
+            (
+                "auth.sessions",
+                publish_count(
+                    &self.out.exporter.database.auth_sessions_active,
+                    queries::active_sessions(client),
+                ),
+            ),
+            (
+                "auth.users",
+                publish_count(
+                    &self.out.exporter.database.auth_users_locked,
+                    queries::locked_users(client),
+                ),
+            ),
             ("auth.webhook_deliveries", self.webhook_deliveries(client)),
             ("jobs.queue", self.job_queue(client)),
             ("jobs.workers", self.job_workers(client)),
@@ -325,26 +338,6 @@ impl DatabaseWorker {
         );
         self.storage = totals.as_ref().ok().copied();
         totals.map(drop)
-    }
-
-    /// `auth.sessions`: the sessions not yet expired.
-    fn auth_sessions(&self, client: &mut postgres::Client) -> Result<(), postgres::Error> {
-        let family = &self.out.exporter.database.auth_sessions_active;
-        publish_or_clear(
-            queries::active_sessions(client),
-            |n| family.set(&[], n as f64),
-            || family.clear(),
-        )
-    }
-
-    /// `auth.users`: the users locked out.
-    fn locked_users(&self, client: &mut postgres::Client) -> Result<(), postgres::Error> {
-        let family = &self.out.exporter.database.auth_users_locked;
-        publish_or_clear(
-            queries::locked_users(client),
-            |n| family.set(&[], n as f64),
-            || family.clear(),
-        )
     }
 
     /// `auth.webhook_deliveries`: deliveries by status.
@@ -626,6 +619,15 @@ fn publish_or_clear<T, R, E>(
             Err(err)
         }
     }
+}
+
+/// Publishes a part that is one count (`auth.sessions`: sessions not yet expired; `auth.users`:
+/// users locked out) into its unlabelled gauge, or clears the gauge.
+fn publish_count(
+    family: &Family<Gauge>,
+    read: Result<i64, postgres::Error>,
+) -> Result<(), postgres::Error> {
+    publish_or_clear(read, |n| family.set(&[], n as f64), || family.clear())
 }
 
 /// The liveness ping: a client-side-bounded check that the session answers, then a timed

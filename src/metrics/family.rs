@@ -438,6 +438,15 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// The sample lines of a render, without HELP and TYPE.
+    fn samples(collector: &dyn Collector) -> Vec<String> {
+        render(collector)
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    }
+
     #[test]
     fn an_unfed_family_renders_help_and_type_only() {
         let family: Family<Gauge> = Family::new(&TEMPERATURE, &SeriesLimit::new(10));
@@ -499,10 +508,8 @@ mod tests {
         family.replace(&["database"], [(["a"], 1.0), (["b"], 2.0)]);
         family.replace(&["filesystem"], [(["a"], 5.0)]);
         family.replace(&["database"], [(["b"], 3.0), (["c"], 4.0)]);
-        let text = render(&family);
-        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
-            samples,
+            samples(&family),
             [
                 "demo_objects{source=\"database\",bucket=\"b\"} 3",
                 "demo_objects{source=\"database\",bucket=\"c\"} 4",
@@ -535,10 +542,8 @@ mod tests {
                 (vec!["y".into(), "z".into()], 9.0),
             ],
         );
-        let text = render(&family);
-        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
-            samples,
+            samples(&family),
             [
                 "demo_objects{source=\"database\",bucket=\"a\"} 1",
                 "demo_objects{source=\"database\",bucket=\"b\\\"q\"} 2",
