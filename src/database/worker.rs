@@ -15,10 +15,11 @@ use super::queries::{self, Activity, StatementKey};
 use super::settings::DatabaseSettings;
 use super::statements::StatementTracker;
 use super::status::{DatabaseStatus, LiveReading, PoolStats, StorageTotals};
-use crate::families::{ExporterFamilies, FluxbaseFamilies};
+use crate::families::{ExporterFamilies, FluxbaseFamilies, StorageFamilies};
 use crate::health::{CheckReport, HealthBoard, Status};
 use crate::incremental::Window;
 use crate::labels;
+use crate::metrics::{Family, Gauge};
 use crate::published::Published;
 use crate::workers::Worker;
 
@@ -267,128 +268,29 @@ impl DatabaseWorker {
     /// The slow part: the Fluxbase schema's aggregates. Each part is independent: a missing
     /// schema or table leaves that part out (logged once) without failing the others.
     fn aggregates(&mut self, session: &mut Session) -> Vec<String> {
-        let mut problems = Vec::new();
         let client = &mut session.client;
-        let exporter = &self.out.exporter;
-        let fluxbase = &self.out.fluxbase;
-
-        let storage = queries::bucket_totals(client);
-        match &storage {
-            Ok(buckets) => {
-                let rows: Vec<(Vec<&str>, f64, f64)> = buckets
-                    .iter()
-                    .map(|b| (vec![b.bucket.as_str()], b.objects as f64, b.bytes as f64))
-                    .collect();
-                let objects: Vec<(&[&str], f64)> =
-                    rows.iter().map(|(v, o, _)| (v.as_slice(), *o)).collect();
-                let bytes: Vec<(&[&str], f64)> =
-                    rows.iter().map(|(v, _, b)| (v.as_slice(), *b)).collect();
-                exporter
-                    .storage
-                    .buckets
-                    .replace(&["database"], &[(&[], buckets.len() as f64)]);
-                exporter.storage.objects.replace(&["database"], &objects);
-                exporter.storage.bytes.replace(&["database"], &bytes);
-                self.storage = Some(StorageTotals {
-                    read_at: SystemTime::now(),
-                    buckets: buckets.len() as u64,
-                    objects: buckets.iter().map(|b| b.objects.max(0) as u64).sum(),
-                    bytes: buckets.iter().map(|b| b.bytes.max(0) as u64).sum(),
-                });
-            }
-            Err(_) => {
-                self.storage = None;
-                for family in [
-                    &exporter.storage.buckets,
-                    &exporter.storage.objects,
-                    &exporter.storage.bytes,
-                ] {
-                    family.replace(&["database"], &[]);
-                }
-            }
-        }
-        let storage = storage.map(|_| ());
-
-        let sessions = queries::active_sessions(client)
-            .map(|n| exporter.database.auth_sessions_active.set(&[], n as f64));
-        if sessions.is_err() {
-            exporter.database.auth_sessions_active.clear();
-        }
-        let locked = queries::locked_users(client)
-            .map(|n| exporter.database.auth_users_locked.set(&[], n as f64));
-        if locked.is_err() {
-            exporter.database.auth_users_locked.clear();
-        }
-        let webhooks = queries::webhook_deliveries(client).map(|rows| {
-            let rows: Vec<(Vec<&str>, f64)> = rows
-                .iter()
-                .map(|(status, n)| (vec![status.as_str()], *n as f64))
-                .collect();
-            let readings: Vec<(&[&str], f64)> =
-                rows.iter().map(|(v, n)| (v.as_slice(), *n)).collect();
-            exporter.database.webhook_deliveries.replace(&[], &readings);
-        });
-        if webhooks.is_err() {
-            exporter.database.webhook_deliveries.clear();
-        }
-
-        let queued = queries::queued_jobs(client).map(|rows| {
-            let pending: Vec<(Vec<String>, f64)> = rows
-                .iter()
-                .filter(|row| row.status == "pending")
-                .map(|row| {
-                    (
-                        vec![row.namespace.clone(), row.priority.to_string()],
-                        row.count as f64,
-                    )
-                })
-                .collect();
-            let pending_refs: Vec<Vec<&str>> = pending
-                .iter()
-                .map(|(v, _)| v.iter().map(String::as_str).collect())
-                .collect();
-            let readings: Vec<(&[&str], f64)> = pending_refs
-                .iter()
-                .zip(&pending)
-                .map(|(v, (_, n))| (v.as_slice(), *n))
-                .collect();
-            fluxbase.jobs_queue_depth.replace(&[], &readings);
-            let running: i64 = rows
-                .iter()
-                .filter(|row| row.status == "running")
-                .map(|row| row.count)
-                .sum();
-            fluxbase.jobs_processing.set(&[], running as f64);
-        });
-        if queued.is_err() {
-            fluxbase.jobs_queue_depth.clear();
-            fluxbase.jobs_processing.clear();
-        }
-        let workers = queries::job_workers(client, JOB_WORKER_TIMEOUT_SECONDS).map(|workers| {
-            fluxbase.job_workers_active.set(&[], workers.active as f64);
-            if workers.capacity > 0 {
-                fluxbase
-                    .job_worker_utilization
-                    .set(&[], workers.running_jobs as f64 / workers.capacity as f64);
-            } else {
-                // No active worker: utilisation is undefined, not 0.
-                fluxbase.job_worker_utilization.clear();
-            }
-        });
-        if workers.is_err() {
-            fluxbase.job_workers_active.clear();
-            fluxbase.job_worker_utilization.clear();
-        }
-        let finished = self.count_finished_jobs(&mut session.client);
-
-        for (part, result) in [
-            ("storage.buckets and storage.objects", storage),
-            ("auth.sessions", sessions),
-            ("auth.users", locked),
-            ("auth.webhook_deliveries", webhooks),
-            ("jobs.queue", queued.and(finished)),
-            ("jobs.workers", workers),
-        ] {
+        let parts = [
+            ("storage.buckets and storage.objects", self.storage(client)),
+            (
+                "auth.sessions",
+                publish_count(
+                    &self.out.exporter.database.auth_sessions_active,
+                    queries::active_sessions(client),
+                ),
+            ),
+            (
+                "auth.users",
+                publish_count(
+                    &self.out.exporter.database.auth_users_locked,
+                    queries::locked_users(client),
+                ),
+            ),
+            ("auth.webhook_deliveries", self.webhook_deliveries(client)),
+            ("jobs.queue", self.job_queue(client)),
+            ("jobs.workers", self.job_workers(client)),
+        ];
+        let mut problems = Vec::new();
+        for (part, result) in parts {
             match result {
                 Ok(()) => self.clear_logged(part),
                 Err(err) => {
@@ -404,6 +306,105 @@ impl DatabaseWorker {
             }
         }
         problems
+    }
+
+    /// `storage.buckets` and `storage.objects`: buckets, objects and bytes, as `source="database"`.
+    fn storage(&mut self, client: &mut postgres::Client) -> Result<(), postgres::Error> {
+        let storage = &self.out.exporter.storage;
+        let totals = publish_or_clear(
+            queries::bucket_totals(client),
+            |buckets| {
+                storage.buckets.set(&[DATABASE], buckets.len() as f64);
+                storage.objects.replace(
+                    &[DATABASE],
+                    buckets
+                        .iter()
+                        .map(|b| ([b.bucket.as_str()], b.objects as f64)),
+                );
+                storage.bytes.replace(
+                    &[DATABASE],
+                    buckets
+                        .iter()
+                        .map(|b| ([b.bucket.as_str()], b.bytes as f64)),
+                );
+                StorageTotals {
+                    read_at: SystemTime::now(),
+                    buckets: buckets.len() as u64,
+                    objects: buckets.iter().map(|b| b.objects.max(0) as u64).sum(),
+                    bytes: buckets.iter().map(|b| b.bytes.max(0) as u64).sum(),
+                }
+            },
+            || clear_storage(storage),
+        );
+        self.storage = totals.as_ref().ok().copied();
+        totals.map(drop)
+    }
+
+    /// `auth.webhook_deliveries`: deliveries by status.
+    fn webhook_deliveries(&self, client: &mut postgres::Client) -> Result<(), postgres::Error> {
+        let family = &self.out.exporter.database.webhook_deliveries;
+        publish_or_clear(
+            queries::webhook_deliveries(client),
+            |rows| {
+                family.replace(
+                    &[],
+                    rows.into_iter().map(|(status, n)| ([status], n as f64)),
+                )
+            },
+            || family.clear(),
+        )
+    }
+
+    /// `jobs.queue`: pending jobs by namespace and priority, running jobs, and the jobs that
+    /// finished since the previous read. The queue's gauges stay when only the finishes fail.
+    fn job_queue(&mut self, client: &mut postgres::Client) -> Result<(), postgres::Error> {
+        let fluxbase = &self.out.fluxbase;
+        let queued = publish_or_clear(
+            queries::queued_jobs(client),
+            |rows| {
+                let running: i64 = rows
+                    .iter()
+                    .filter(|row| row.status == "running")
+                    .map(|row| row.count)
+                    .sum();
+                fluxbase.jobs_queue_depth.replace(
+                    &[],
+                    rows.into_iter()
+                        .filter(|row| row.status == "pending")
+                        .map(|row| ([row.namespace, row.priority.to_string()], row.count as f64)),
+                );
+                fluxbase.jobs_processing.set(&[], running as f64);
+            },
+            || {
+                fluxbase.jobs_queue_depth.clear();
+                fluxbase.jobs_processing.clear();
+            },
+        );
+        let finished = self.count_finished_jobs(client);
+        queued.and(finished)
+    }
+
+    /// `jobs.workers`: active job workers and the share of their capacity in use.
+    fn job_workers(&self, client: &mut postgres::Client) -> Result<(), postgres::Error> {
+        let fluxbase = &self.out.fluxbase;
+        publish_or_clear(
+            queries::job_workers(client, JOB_WORKER_TIMEOUT_SECONDS),
+            |workers| {
+                fluxbase.job_workers_active.set(&[], workers.active as f64);
+                if workers.capacity > 0 {
+                    fluxbase
+                        .job_worker_utilization
+                        .set(&[], workers.running_jobs as f64 / workers.capacity as f64);
+                } else {
+                    // No active worker: utilisation is undefined, not 0.
+                    fluxbase.job_worker_utilization.clear();
+                }
+            },
+            || {
+                fluxbase.job_workers_active.clear();
+                fluxbase.job_worker_utilization.clear();
+            },
+        )
     }
 
     /// Counts jobs that finished since the previous read into the jobs counters and histogram:
@@ -550,13 +551,7 @@ impl DatabaseWorker {
         exporter.database.auth_sessions_active.clear();
         exporter.database.auth_users_locked.clear();
         exporter.database.webhook_deliveries.clear();
-        for family in [
-            &exporter.storage.buckets,
-            &exporter.storage.objects,
-            &exporter.storage.bytes,
-        ] {
-            family.replace(&["database"], &[]);
-        }
+        clear_storage(&exporter.storage);
         self.storage = None;
     }
 
@@ -597,6 +592,42 @@ impl DatabaseWorker {
         let prefix = format!("{part}\u{0}");
         self.logged.retain(|key| !key.starts_with(&prefix));
     }
+}
+
+/// The `source` label value of the storage series this worker feeds.
+const DATABASE: &str = "database";
+
+/// Withdraws the storage series this worker feeds (`source="database"`).
+fn clear_storage(storage: &StorageFamilies) {
+    for family in [&storage.buckets, &storage.objects, &storage.bytes] {
+        family.clear_scope(&[DATABASE]);
+    }
+}
+
+/// Publishes a schema part's reading with `publish`, or, when it could not be read, withdraws
+/// what the part feeds with `clear`: a figure is either this round's or absent, never an older
+/// round's shown as current. Returns what `publish` returned, or the error.
+fn publish_or_clear<T, R, E>(
+    read: Result<T, E>,
+    publish: impl FnOnce(T) -> R,
+    clear: impl FnOnce(),
+) -> Result<R, E> {
+    match read {
+        Ok(reading) => Ok(publish(reading)),
+        Err(err) => {
+            clear();
+            Err(err)
+        }
+    }
+}
+
+/// Publishes a part that is one count (`auth.sessions`: sessions not yet expired; `auth.users`:
+/// users locked out) into its unlabelled gauge, or clears the gauge.
+fn publish_count(
+    family: &Family<Gauge>,
+    read: Result<i64, postgres::Error>,
+) -> Result<(), postgres::Error> {
+    publish_or_clear(read, |n| family.set(&[], n as f64), || family.clear())
 }
 
 /// The liveness ping: a client-side-bounded check that the session answers, then a timed
@@ -798,5 +829,36 @@ impl Worker for DatabaseWorker {
         FIRST_RETRY
             .saturating_mul(1 << doublings)
             .min(self.interval)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::publish_or_clear;
+    use std::cell::Cell;
+
+    #[test]
+    fn publish_or_clear_publishes_a_reading_and_clears_on_a_failure() {
+        let published = Cell::new(None);
+        let cleared = Cell::new(false);
+        let read: Result<u32, &str> = Ok(7);
+        let result = publish_or_clear(
+            read,
+            |n| {
+                published.set(Some(n));
+                n * 2
+            },
+            || cleared.set(true),
+        );
+        assert_eq!(
+            (result, published.get(), cleared.get()),
+            (Ok(14), Some(7), false)
+        );
+
+        let published = Cell::new(None);
+        let read: Result<u32, &str> = Err("relation \"jobs.queue\" does not exist");
+        let result = publish_or_clear(read, |n| published.set(Some(n)), || cleared.set(true));
+        assert_eq!(result, Err("relation \"jobs.queue\" does not exist"));
+        assert_eq!((published.get(), cleared.get()), (None, true));
     }
 }

@@ -320,20 +320,24 @@ impl Family<Gauge> {
     /// Makes the series whose first label values are `scope` exactly `readings` (each the rest
     /// of the label values and a value), in one step: a scrape sees the old set or the new one,
     /// never a mix. Series outside the scope are untouched; the cardinality guard applies.
-    pub fn replace(&self, scope: &[&str], readings: &[(&[&str], f64)]) {
-        let scope_labels = &self.desc.labels[..scope.len().min(self.desc.labels.len())];
-        let mut prefix = String::new();
-        write_label_pairs(&mut prefix, scope_labels, scope);
-        let in_scope = |key: &str| {
-            scope.is_empty()
-                || key == prefix
-                || (key.starts_with(&prefix) && key.as_bytes().get(prefix.len()) == Some(&b','))
-        };
+    ///
+    /// The readings are taken by value, in whatever form the caller has them (`[&str; 1]`,
+    /// `[String; 2]`, `Vec<String>`, ...): a caller maps its rows straight into them.
+    pub fn replace<V, S>(&self, scope: &[&str], readings: impl IntoIterator<Item = (V, f64)>)
+    where
+        V: AsRef<[S]>,
+        S: AsRef<str>,
+    {
+        let in_scope = self.scope_filter(scope);
         let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
         let mut kept: BTreeMap<Box<str>, Arc<Gauge>> = BTreeMap::new();
         let outside = series.iter().filter(|(key, _)| !in_scope(key)).count();
         for (rest, value) in readings {
-            let values: Vec<&str> = scope.iter().chain(rest.iter()).copied().collect();
+            let values: Vec<&str> = scope
+                .iter()
+                .copied()
+                .chain(rest.as_ref().iter().map(AsRef::as_ref))
+                .collect();
             if values.len() != self.desc.labels.len() {
                 log::error!(family = self.desc.name; "wrong number of label values; series ignored");
                 continue;
@@ -351,11 +355,34 @@ impl Family<Gauge> {
                 }
                 None => Arc::new(Gauge::new()),
             };
-            gauge.set(*value);
+            gauge.set(value);
             kept.insert(key.into_boxed_str(), gauge);
         }
         series.retain(|key, _| !in_scope(key));
         series.append(&mut kept);
+    }
+
+    /// Removes every series whose first label values are `scope` (every series, for an empty
+    /// scope): what [`replace`](Family::replace) with no readings does.
+    pub fn clear_scope(&self, scope: &[&str]) {
+        let in_scope = self.scope_filter(scope);
+        self.series
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|key, _| !in_scope(key));
+    }
+
+    /// Whether a series key starts with the label pairs of `scope`.
+    fn scope_filter(&self, scope: &[&str]) -> impl Fn(&str) -> bool + use<> {
+        let scope_labels = &self.desc.labels[..scope.len().min(self.desc.labels.len())];
+        let mut prefix = String::new();
+        write_label_pairs(&mut prefix, scope_labels, scope);
+        let everything = scope.is_empty();
+        move |key: &str| {
+            everything
+                || key == prefix
+                || (key.starts_with(&prefix) && key.as_bytes().get(prefix.len()) == Some(&b','))
+        }
     }
 }
 
@@ -409,6 +436,15 @@ mod tests {
         let mut out = Vec::new();
         collector.collect(&Scrape::now(), &mut Exposition::new(&mut out));
         String::from_utf8(out).unwrap()
+    }
+
+    /// The sample lines of a render, without HELP and TYPE.
+    fn samples(collector: &dyn Collector) -> Vec<String> {
+        render(collector)
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
     }
 
     #[test]
@@ -469,33 +505,65 @@ mod tests {
     #[test]
     fn replace_swaps_the_series_of_one_scope_only() {
         let family: Family<Gauge> = Family::new(&BY_SOURCE, &SeriesLimit::new(10));
-        family.replace(&["database"], &[(&["a"], 1.0), (&["b"], 2.0)]);
-        family.replace(&["filesystem"], &[(&["a"], 5.0)]);
-        family.replace(&["database"], &[(&["b"], 3.0), (&["c"], 4.0)]);
-        let text = render(&family);
-        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        family.replace(&["database"], [(["a"], 1.0), (["b"], 2.0)]);
+        family.replace(&["filesystem"], [(["a"], 5.0)]);
+        family.replace(&["database"], [(["b"], 3.0), (["c"], 4.0)]);
         assert_eq!(
-            samples,
+            samples(&family),
             [
                 "demo_objects{source=\"database\",bucket=\"b\"} 3",
                 "demo_objects{source=\"database\",bucket=\"c\"} 4",
                 "demo_objects{source=\"filesystem\",bucket=\"a\"} 5",
             ]
         );
-        family.replace(&["database"], &[]);
+        family.clear_scope(&["database"]);
         assert_eq!(family.len(), 1);
     }
 
     #[test]
     fn replace_respects_the_cardinality_guard() {
         let family: Family<Gauge> = Family::new(&BY_SOURCE, &SeriesLimit::new(3));
-        family.replace(&["filesystem"], &[(&["x"], 1.0)]);
-        family.replace(
-            &["database"],
-            &[(&["a"], 1.0), (&["b"], 1.0), (&["c"], 1.0)],
-        );
+        family.replace(&["filesystem"], [(["x"], 1.0)]);
+        family.replace(&["database"], [(["a"], 1.0), (["b"], 1.0), (["c"], 1.0)]);
         assert_eq!(family.len(), 3);
         assert_eq!(family.dropped(), 1);
+    }
+
+    #[test]
+    fn replace_takes_owned_label_values_and_skips_readings_of_the_wrong_length() {
+        let family: Family<Gauge> = Family::new(&BY_SOURCE, &SeriesLimit::new(10));
+        let rows = [("b\"q".to_owned(), 2.0), ("a".to_owned(), 1.0)];
+        family.replace(&["database"], rows.into_iter().map(|(name, n)| ([name], n)));
+        family.replace(
+            &["filesystem"],
+            [
+                (vec!["x".to_owned()], 1.0),
+                (vec![], 9.0),
+                (vec!["y".into(), "z".into()], 9.0),
+            ],
+        );
+        assert_eq!(
+            samples(&family),
+            [
+                "demo_objects{source=\"database\",bucket=\"a\"} 1",
+                "demo_objects{source=\"database\",bucket=\"b\\\"q\"} 2",
+                "demo_objects{source=\"filesystem\",bucket=\"x\"} 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn clear_scope_removes_that_scope_only_and_an_empty_scope_everything() {
+        let family: Family<Gauge> = Family::new(&BY_SOURCE, &SeriesLimit::new(10));
+        // A scope value that is a prefix of another's must not take the other with it.
+        family.replace(&["data"], [(["a"], 1.0)]);
+        family.replace(&["database"], [(["a"], 2.0), (["b"], 3.0)]);
+        family.clear_scope(&["data"]);
+        assert_eq!(family.len(), 2);
+        family.clear_scope(&["filesystem"]);
+        assert_eq!(family.len(), 2);
+        family.clear_scope(&[]);
+        assert!(family.is_empty());
     }
 
     #[test]

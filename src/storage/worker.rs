@@ -218,23 +218,20 @@ impl Worker for ScanWorker {
         });
         match outcome {
             Ok(report) => {
-                let names: Vec<[&str; 1]> =
-                    report.buckets.keys().map(|name| [name.as_str()]).collect();
-                let objects: Vec<(&[&str], f64)> = names
-                    .iter()
-                    .zip(report.buckets.values())
-                    .map(|(name, usage)| (&name[..], usage.objects as f64))
-                    .collect();
-                let bytes: Vec<(&[&str], f64)> = names
-                    .iter()
-                    .zip(report.buckets.values())
-                    .map(|(name, usage)| (&name[..], usage.bytes as f64))
-                    .collect();
-                storage
-                    .buckets
-                    .replace(&["filesystem"], &[(&[], report.buckets.len() as f64)]);
-                storage.objects.replace(&["filesystem"], &objects);
-                storage.bytes.replace(&["filesystem"], &bytes);
+                let buckets = &report.buckets;
+                storage.buckets.set(&["filesystem"], buckets.len() as f64);
+                storage.objects.replace(
+                    &["filesystem"],
+                    buckets
+                        .iter()
+                        .map(|(name, usage)| ([name.as_str()], usage.objects as f64)),
+                );
+                storage.bytes.replace(
+                    &["filesystem"],
+                    buckets
+                        .iter()
+                        .map(|(name, usage)| ([name.as_str()], usage.bytes as f64)),
+                );
                 for (kind, count) in &report.errors {
                     storage.scan_errors_total.inc_by(&[kind.as_str()], *count);
                 }
@@ -256,7 +253,7 @@ impl Worker for ScanWorker {
             }
             Err(ScanStopped::Root(failure)) => {
                 for family in [&storage.buckets, &storage.objects, &storage.bytes] {
-                    family.replace(&["filesystem"], &[]);
+                    family.clear_scope(&["filesystem"]);
                 }
                 self.out.scan.publish(None);
                 self.out.exporter.checks.record(
