@@ -21,14 +21,13 @@ use crate::http::web_config::WebSettings;
 use crate::http::web_reload::WebConfigWatcher;
 use crate::http::{HttpServer, Listen, Options as HttpOptions, StartError};
 use crate::metrics::{Registry, SeriesLimit};
-use crate::process::{ProcessCollector, ProcessSnapshot};
+use crate::process::{ProcessCollector, ProcessSnapshot, SystemWorker};
 use crate::published::Published;
 use crate::state::State;
 use crate::storage::{self, ScanTotals, ScanWorker, StorageWorker};
 use crate::systemd;
 use crate::upstream::{Upstream, UpstreamWorker};
 use crate::workers::Workers;
-use crate::workers::system::SystemWorker;
 
 /// How long shutdown waits for workers to finish their current round. With the HTTP server's
 /// drain before it, the process exits well within 2 s of SIGTERM.
