@@ -17,18 +17,18 @@ use crate::events::{self, DatabaseSource, FileSource, SourceStatus, StdinSource}
 use crate::families::{ExporterFamilies, FluxbaseFamilies};
 use crate::fluxbase_api::{self, ApiWorker};
 use crate::health::HealthBoard;
+use crate::http::auth::BearerToken;
 use crate::http::web_config::WebSettings;
 use crate::http::web_reload::WebConfigWatcher;
 use crate::http::{HttpServer, Listen, Options as HttpOptions, StartError};
 use crate::metrics::{Registry, SeriesLimit};
-use crate::process::{ProcessCollector, ProcessSnapshot};
+use crate::process::{ProcessCollector, ProcessSnapshot, SystemWorker};
 use crate::published::Published;
 use crate::state::State;
-use crate::storage::{self, ScanTotals, ScanWorker, StorageWorker};
+use crate::storage::{self, ScanWorker, StorageWorker};
 use crate::systemd;
 use crate::upstream::{Upstream, UpstreamWorker};
 use crate::workers::Workers;
-use crate::workers::system::SystemWorker;
 
 /// How long shutdown waits for workers to finish their current round. With the HTTP server's
 /// drain before it, the process exits well within 2 s of SIGTERM.
@@ -60,24 +60,49 @@ impl fmt::Display for RunError {
 impl std::error::Error for RunError {}
 
 /// Runs the exporter until SIGTERM or SIGINT (then returns `Ok`).
-pub fn run(config: Config) -> Result<(), RunError> {
+pub fn run(mut config: Config) -> Result<(), RunError> {
     let started = Instant::now();
     // Listen for signals first, so one that arrives during start-up is not lost.
     let signals = SignalListener::start().map_err(RunError::Startup)?;
 
+    // The token moves into the state: the handlers are its only reader.
+    let auth_token = config.web.auth_token.take();
+    let state = Arc::new(build_state(&config, auth_token, started));
+    let mut workers = Workers::new();
+    let outcome = start_workers(&config, &mut workers, &state).and_then(|()| {
+        let web = watch_web_config(&config, &mut workers)?;
+        serve_until_stopped(&config.web, state, web, signals.stops())
+    });
+    workers.shutdown(SHUTDOWN_GRACE);
+    signals.stop();
+    outcome
+}
+
+/// Builds the families, the registry that renders them and every snapshot workers publish, in
+/// one piece.
+fn build_state(config: &Config, auth_token: Option<BearerToken>, started: Instant) -> State {
     let limit = SeriesLimit::new(config.max_series);
     let upstream = config
         .fluxbase_metrics_url
         .clone()
         .map(|url| Upstream::new(url, config.checks.interval, config.checks.timeout));
-    let shared = Shared {
-        fluxbase: Arc::new(FluxbaseFamilies::with_upstream(
-            &limit,
-            started,
-            upstream.clone(),
-        )),
-        exporter: Arc::new(ExporterFamilies::new(&limit)),
-        process: Arc::new(Published::new(ProcessSnapshot::default())),
+    let fluxbase = Arc::new(FluxbaseFamilies::with_upstream(
+        &limit,
+        started,
+        upstream.clone(),
+    ));
+    let exporter = Arc::new(ExporterFamilies::new(&limit));
+    let process = Arc::new(Published::new(ProcessSnapshot::default()));
+    let mut registry = Registry::new();
+    registry.register(fluxbase.clone());
+    registry.register(exporter.clone());
+    registry.register(limit.clone());
+    registry.register(Arc::new(ProcessCollector::new(Arc::clone(&process))));
+    State {
+        registry,
+        fluxbase,
+        exporter,
+        process,
         health: Arc::new(HealthBoard::default()),
         database: Arc::new(Published::new(DatabaseStatus::default())),
         leadership: Arc::new(Leadership::new(
@@ -88,58 +113,17 @@ pub fn run(config: Config) -> Result<(), RunError> {
             .map(|_| Arc::new(Published::new(SourceStatus::default())))
             .collect(),
         upstream,
-        limit: Arc::clone(&limit),
-    };
-    let mut registry = Registry::new();
-    registry.register(shared.fluxbase.clone());
-    registry.register(shared.exporter.clone());
-    registry.register(limit);
-    registry.register(Arc::new(ProcessCollector::new(Arc::clone(&shared.process))));
-
-    let mut workers = Workers::new();
-    let outcome = start_workers(&config, &mut workers, &shared).and_then(|()| {
-        let state = State {
-            registry,
-            exporter: shared.exporter,
-            process: shared.process,
-            health: shared.health,
-            database: shared.database,
-            storage_scan: shared.storage_scan,
-            event_sources: shared.event_sources,
-            upstream: shared.upstream,
-            started,
-            auth_token: None,
-            telemetry_path: String::new(),
-        };
-        let web = watch_web_config(&config, &mut workers)?;
-        serve_until_stopped(config.web, state, web, signals.stops())
-    });
-    workers.shutdown(SHUTDOWN_GRACE);
-    signals.stop();
-    outcome
-}
-
-/// What workers publish and handlers read, created once.
-struct Shared {
-    fluxbase: Arc<FluxbaseFamilies>,
-    exporter: Arc<ExporterFamilies>,
-    process: Arc<Published<ProcessSnapshot>>,
-    health: Arc<HealthBoard>,
-    database: Arc<Published<DatabaseStatus>>,
-    /// Whether this exporter leads the exporters sharing the database (`database::leader`).
-    leadership: Arc<Leadership>,
-    storage_scan: Arc<Published<Option<ScanTotals>>>,
-    /// One per event source, in the order of `config.events.files`, then the database.
-    event_sources: Vec<Arc<Published<SourceStatus>>>,
-    /// Fluxbase's own metrics endpoint, when configured.
-    upstream: Option<Arc<Upstream>>,
-    limit: Arc<SeriesLimit>,
+        limit,
+        started,
+        auth_token,
+        telemetry_path: config.web.telemetry_path.clone(),
+    }
 }
 
 /// Starts one thread per configured background worker.
-fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Result<(), RunError> {
+fn start_workers(config: &Config, workers: &mut Workers, state: &State) -> Result<(), RunError> {
     workers
-        .spawn(SystemWorker::new(Arc::clone(&shared.process)))
+        .spawn(SystemWorker::new(Arc::clone(&state.process)))
         .map_err(RunError::Startup)?;
     let pool = match &config.database {
         Some(settings) => {
@@ -148,8 +132,8 @@ fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Res
                 database::pool(settings, config.checks.timeout).map_err(RunError::Database)?;
             let election = Election::new(
                 database::lock_pool(settings, config.checks.timeout).map_err(RunError::Database)?,
-                Arc::clone(&shared.leadership),
-                Arc::clone(&shared.exporter),
+                Arc::clone(&state.leadership),
+                Arc::clone(&state.exporter),
                 config.checks.timeout,
             );
             let worker = DatabaseWorker::new(
@@ -158,10 +142,10 @@ fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Res
                 config.checks.interval,
                 config.checks.timeout,
                 database::Outputs {
-                    fluxbase: Arc::clone(&shared.fluxbase),
-                    exporter: Arc::clone(&shared.exporter),
-                    health: Arc::clone(&shared.health),
-                    status: Arc::clone(&shared.database),
+                    fluxbase: Arc::clone(&state.fluxbase),
+                    exporter: Arc::clone(&state.exporter),
+                    health: Arc::clone(&state.health),
+                    status: Arc::clone(&state.database),
                 },
             )
             .with_election(election);
@@ -173,16 +157,16 @@ fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Res
             None
         }
     };
-    start_event_sources(config, workers, shared, pool)?;
-    match &shared.upstream {
+    start_event_sources(config, workers, state, pool)?;
+    match &state.upstream {
         Some(upstream) => {
             log::info!(url = upstream.url.as_str(); "passing Fluxbase's own metrics through");
             let worker = UpstreamWorker::new(
                 Arc::clone(upstream),
                 config.checks.interval,
                 config.checks.timeout,
-                Arc::clone(&shared.limit),
-                Arc::clone(&shared.exporter),
+                Arc::clone(&state.limit),
+                Arc::clone(&state.exporter),
             );
             workers.spawn(worker).map_err(RunError::Startup)?;
         }
@@ -194,9 +178,9 @@ fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Res
         Some(settings) => {
             log::info!(root:% = settings.root.display(), probe = settings.probe; "checking Fluxbase's storage root");
             let outputs = storage::Outputs {
-                exporter: Arc::clone(&shared.exporter),
-                health: Arc::clone(&shared.health),
-                scan: Arc::clone(&shared.storage_scan),
+                exporter: Arc::clone(&state.exporter),
+                health: Arc::clone(&state.health),
+                scan: Arc::clone(&state.storage_scan),
             };
             let checker = StorageWorker::new(
                 settings.clone(),
@@ -226,8 +210,8 @@ fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Res
                 config.checks.interval,
                 config.checks.timeout,
                 fluxbase_api::Outputs {
-                    exporter: Arc::clone(&shared.exporter),
-                    health: Arc::clone(&shared.health),
+                    exporter: Arc::clone(&state.exporter),
+                    health: Arc::clone(&state.health),
                 },
             );
             workers.spawn(worker).map_err(RunError::Startup)?;
@@ -243,14 +227,14 @@ fn start_workers(config: &Config, workers: &mut Workers, shared: &Shared) -> Res
 fn start_event_sources(
     config: &Config,
     workers: &mut Workers,
-    shared: &Shared,
+    state: &State,
     pool: Option<DatabasePool>,
 ) -> Result<(), RunError> {
     let outputs = events::Outputs {
-        fluxbase: Arc::clone(&shared.fluxbase),
-        exporter: Arc::clone(&shared.exporter),
+        fluxbase: Arc::clone(&state.fluxbase),
+        exporter: Arc::clone(&state.exporter),
     };
-    let mut statuses = shared.event_sources.iter().cloned();
+    let mut statuses = state.event_sources.iter().cloned();
     let events = &config.events;
     for file in &events.files {
         let status = statuses.next().unwrap_or_default();
@@ -284,7 +268,7 @@ fn start_event_sources(
             &outputs,
             statuses.next().unwrap_or_default(),
         )
-        .led_by(Arc::clone(&shared.leadership));
+        .led_by(Arc::clone(&state.leadership));
         workers.spawn(source).map_err(RunError::Startup)?;
     }
     Ok(())
@@ -321,21 +305,12 @@ fn systemd_listener() -> Result<std::net::TcpListener, RunError> {
 
 /// Serves until a signal, then stops the HTTP server (in-flight requests are answered first).
 fn serve_until_stopped(
-    web: WebConfig,
-    mut state: State,
+    web: &WebConfig,
+    state: Arc<State>,
     web_settings: Option<Arc<Published<WebSettings>>>,
     signals: &Receiver<i32>,
 ) -> Result<(), RunError> {
-    state.auth_token = web.auth_token;
-    state.telemetry_path = web.telemetry_path;
     let health = Arc::clone(&state.health);
-    let options = HttpOptions {
-        threads: web.threads,
-        max_connections: web.max_connections,
-        idle_timeout: web.idle_timeout,
-        header_timeout: web.header_timeout,
-        write_timeout: web.write_timeout,
-    };
     let listen = if web.systemd_socket {
         Listen::Inherited(systemd_listener()?)
     } else {
@@ -344,7 +319,7 @@ fn serve_until_stopped(
     let tls = web_settings
         .as_ref()
         .is_some_and(|settings| settings.latest().tls.is_some());
-    let http = HttpServer::start(listen, &options, Arc::new(state), web_settings)
+    let http = HttpServer::start(listen, &HttpOptions::from(web), state, web_settings)
         .map_err(RunError::Http)?;
     log::info!(address:% = http.local_addr(), threads = web.threads, tls = tls, systemd_socket = web.systemd_socket; "listening");
 

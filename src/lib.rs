@@ -6,7 +6,6 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod bounded;
 pub mod build_info;
 pub mod catalog;
 pub mod config;

@@ -1,13 +1,16 @@
-//! The exporter's own process: read from `/proc` by the system worker, rendered as the
-//! standard `process_*` families and used by the JSON metrics body.
+//! The exporter's own process: sampled from `/proc` every second by its worker (`system`), so
+//! that scrapes read a snapshot instead of the filesystem; rendered as the standard `process_*`
+//! families and used by the JSON metrics body.
 
 use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::catalog::{self, FamilyDesc};
 use crate::metrics::{Collector, Exposition, Scrape};
 use crate::published::Published;
+use crate::workers::Worker;
 
 /// Clock ticks per second in `/proc/<pid>/stat`. Linux fixes this at 100 for user space
 /// (`USER_HZ`) on every architecture it ships for servers; the Prometheus Go client's procfs
@@ -153,6 +156,39 @@ fn parse_max_open_files(text: &str) -> Option<u64> {
 fn parse_boot_time(text: &str) -> Option<u64> {
     text.lines()
         .find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
+}
+
+/// How often the process figures are refreshed: often enough that `process_cpu_seconds_total`
+/// is smooth at a 1 s scrape interval, and cheap (a few small `/proc` reads).
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The `system` worker: publishes a [`ProcessSnapshot`] every [`SAMPLE_INTERVAL`].
+pub struct SystemWorker {
+    reader: ProcessReader,
+    process: Arc<Published<ProcessSnapshot>>,
+}
+
+impl SystemWorker {
+    pub fn new(process: Arc<Published<ProcessSnapshot>>) -> Self {
+        SystemWorker {
+            reader: ProcessReader::new(),
+            process,
+        }
+    }
+}
+
+impl Worker for SystemWorker {
+    fn name(&self) -> &'static str {
+        "system"
+    }
+
+    fn run_once(&mut self, _: Instant) {
+        self.process.publish(self.reader.read());
+    }
+
+    fn interval(&self) -> Duration {
+        SAMPLE_INTERVAL
+    }
 }
 
 /// Renders the `process_*` families from the latest published snapshot.

@@ -290,8 +290,8 @@ fn html_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::database::DatabaseStatus;
-    use crate::families::ExporterFamilies;
+    use crate::database::{DatabaseStatus, Leadership};
+    use crate::families::{ExporterFamilies, FluxbaseFamilies};
     use crate::health::{CheckReport, HealthBoard};
     use crate::http::auth::BearerToken;
     use crate::metrics::{Registry, SeriesLimit};
@@ -302,9 +302,11 @@ mod tests {
     use tiny_http::{Header, TestRequest};
 
     fn state(token: Option<&str>) -> State {
+        let limit = SeriesLimit::new(10);
         State {
             registry: Registry::new(),
-            exporter: Arc::new(ExporterFamilies::new(&SeriesLimit::new(10))),
+            fluxbase: Arc::new(FluxbaseFamilies::new(&limit, Instant::now())),
+            exporter: Arc::new(ExporterFamilies::new(&limit)),
             process: Arc::new(Published::new(ProcessSnapshot {
                 threads: Some(9),
                 resident_bytes: Some(5 * 1024 * 1024 + 1),
@@ -312,9 +314,11 @@ mod tests {
             })),
             health: Arc::new(HealthBoard::default()),
             database: Arc::new(Published::new(DatabaseStatus::default())),
+            leadership: Arc::new(Leadership::new(false)),
             storage_scan: Arc::new(Published::new(None)),
             event_sources: Vec::new(),
             upstream: None,
+            limit,
             started: Instant::now(),
             auth_token: token.and_then(BearerToken::new),
             telemetry_path: "/metrics".to_owned(),

@@ -30,6 +30,7 @@ use super::basic_auth::{self, BasicAuth};
 use super::handlers::{self, Reply};
 use super::web_config::WebSettings;
 use super::web_reload::PublishedTls;
+use crate::config::WebConfig;
 use crate::published::Published;
 use crate::state::State;
 
@@ -53,6 +54,19 @@ pub struct Options {
     pub idle_timeout: Duration,
     pub header_timeout: Duration,
     pub write_timeout: Duration,
+}
+
+/// The one place `--web.*` connection settings become the server's options.
+impl From<&WebConfig> for Options {
+    fn from(web: &WebConfig) -> Self {
+        Options {
+            threads: web.threads,
+            max_connections: web.max_connections,
+            idle_timeout: web.idle_timeout,
+            header_timeout: web.header_timeout,
+            write_timeout: web.write_timeout,
+        }
+    }
 }
 
 impl Options {

@@ -2,6 +2,7 @@
 //! probe, free space) and measured every scan interval (buckets, objects, bytes), without ever
 //! letting a hung filesystem block a check or a scrape.
 
+mod bounded;
 pub mod check;
 pub mod scan;
 mod worker;

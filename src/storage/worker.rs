@@ -6,10 +6,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
+use super::bounded::{Bounded, Unfinished};
 use super::check::{self, Outcome, StorageFailure};
 use super::scan::{self, ScanStopped};
 use super::{ScanTotals, StorageSettings};
-use crate::bounded::{Bounded, Unfinished};
 use crate::families::ExporterFamilies;
 use crate::health::{CheckReport, HealthBoard, Status};
 use crate::published::Published;

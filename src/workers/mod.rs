@@ -4,8 +4,6 @@
 //! A worker does all of its I/O on its own thread and publishes what it found (atomics,
 //! families, snapshots) for the request handlers to read.
 
-pub mod system;
-
 use std::io;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
