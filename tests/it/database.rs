@@ -7,7 +7,7 @@ use crate::harness::{DEADLINE, Exporter, metric, wait_for};
 use crate::postgres::{Cluster, SUPERUSER_PASSWORD, TestDatabase};
 
 /// Fast checks so the tests do not wait long; the timeout leaves room for a loaded machine.
-const FAST: &[&str] = &[
+pub const FAST: &[&str] = &[
     "--check.interval",
     "300ms",
     "--check.timeout",

@@ -212,7 +212,7 @@ fn the_whole_exposition_of_the_fixture_database_events_and_storage() {
         events.display().to_string(),
         storage.path.display().to_string(),
     );
-    let exporter = Exporter::start(&[
+    let mut args = vec![
         "--database.url",
         &url,
         "--storage.path",
@@ -222,13 +222,9 @@ fn the_whole_exposition_of_the_fixture_database_events_and_storage() {
         "--events.from-start",
         "--events.poll-interval",
         "50ms",
-        "--check.interval",
-        "300ms",
-        "--check.timeout",
-        "3s",
-        "--database.aggregates-interval",
-        "300ms",
-    ]);
+    ];
+    args.extend_from_slice(crate::database::FAST);
+    let exporter = Exporter::start(&args);
 
     // Every worker has published what its first rounds give: each check has succeeded (a
     // check's success is recorded after every figure of its round), the event file has been
