@@ -745,7 +745,19 @@ fn sigterm_exits_within_two_seconds_even_while_a_check_waits_on_the_database() {
         "--check.timeout",
         "10s",
     ]);
-    std::thread::sleep(Duration::from_millis(300));
+    // The check is waiting once the exporter has connected to the black hole.
+    black_hole.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let _held = loop {
+        match black_hole.accept() {
+            Ok((connection, _)) => break connection,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "the check never connected");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(err) => panic!("accept: {err}"),
+        }
+    };
     let (status, took) = exporter.stop_with("TERM");
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(2), "took {took:?}");
