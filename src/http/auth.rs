@@ -37,22 +37,14 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 }
 
 /// Compares two digests, always all 32 bytes: differences are OR-ed together and only the
-/// result is branched on.
+/// result is branched on. `black_box` keeps the optimiser from turning the loop into an early
+/// exit.
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    accumulate_difference(a, b, |_| ()) == 0
-}
-
-/// The OR of the XOR of every pair of bytes, visiting all 32 in order whatever they hold;
-/// `visit` sees each index (the tests count the visits; in the build it is empty and inlined
-/// away). `black_box` keeps the optimiser from turning the loop into an early exit.
-#[inline(always)]
-fn accumulate_difference(a: &[u8; 32], b: &[u8; 32], mut visit: impl FnMut(usize)) -> u8 {
     let mut difference = 0u8;
-    for index in 0..32 {
-        visit(index);
-        difference |= std::hint::black_box(a[index] ^ b[index]);
+    for (x, y) in a.iter().zip(b) {
+        difference |= std::hint::black_box(x ^ y);
     }
-    std::hint::black_box(difference)
+    std::hint::black_box(difference) == 0
 }
 
 /// What a request's `Authorization` header amounts to.
@@ -155,45 +147,69 @@ mod tests {
     }
 
     #[test]
-    fn comparison_visits_every_byte_wherever_the_first_difference_is() {
-        // The comparison's work must not depend on where the inputs first differ: count the
-        // bytes it visits for equal inputs and for a first difference at every position.
-        let base = [7u8; 32];
-        let visits = |other: &[u8; 32]| {
-            let mut seen = Vec::new();
-            let difference = accumulate_difference(&base, other, |index| seen.push(index));
-            (seen, difference)
-        };
-        let every: Vec<usize> = (0..32).collect();
-        assert_eq!(visits(&base), (every.clone(), 0));
+    fn a_difference_in_any_bit_of_the_digests_is_a_mismatch() {
+        // Every byte takes part in the verdict: a comparison that stopped short, or skipped a
+        // byte, would call one of these equal.
+        let base: [u8; 32] = std::array::from_fn(|index| index as u8 * 7);
+        let same = base;
+        assert!(constant_time_eq(&base, &same));
         for position in 0..32 {
-            let mut other = base;
-            other[position] ^= 0x80;
-            let (seen, difference) = visits(&other);
-            assert_eq!(seen, every, "first difference at {position}");
-            assert_ne!(difference, 0);
+            for bit in 0..8 {
+                let mut other = base;
+                other[position] ^= 1 << bit;
+                assert!(
+                    !constant_time_eq(&base, &other),
+                    "byte {position}, bit {bit}"
+                );
+                assert!(
+                    !constant_time_eq(&other, &base),
+                    "byte {position}, bit {bit}"
+                );
+            }
         }
-        assert_eq!(visits(&[0xff; 32]).0, every);
-        assert!(constant_time_eq(&base, &base));
-        assert!(!constant_time_eq(&base, &[0; 32]));
     }
 
     #[test]
-    fn how_much_of_the_token_a_guess_matches_does_not_reach_the_comparison() {
-        // What is compared are digests: a guess sharing a longer prefix with the token does
-        // not share a longer prefix of digest. (Each guess's digest differs from the token's
-        // within the first 4 bytes; the chance of a guess not doing so is 2^-32.)
+    fn guesses_close_to_the_token_are_invalid() {
+        // Every prefix of the token, the token with one more character, and the token with any
+        // one character changed: none is let in, however much of the token it shares.
         let secret = "correct-horse-battery";
-        let digest = sha256(secret.as_bytes());
-        for matched in 0..secret.len() {
-            let guess = format!("{}#", &secret[..matched]);
-            let guessed = sha256(guess.as_bytes());
-            let first_difference = (0..32).find(|&i| guessed[i] != digest[i]).unwrap();
-            assert!(first_difference < 4, "{guess}: {first_difference}");
+        let token = token();
+        let mut guesses: Vec<String> = (0..secret.len())
+            .map(|matched| secret[..matched].to_owned())
+            .collect();
+        guesses.push(format!("{secret}x"));
+        guesses.push(format!("{secret}\0"));
+        for position in 0..secret.len() {
+            let mut changed = secret.as_bytes().to_vec();
+            changed[position] ^= 0x01;
+            guesses.push(String::from_utf8(changed).unwrap());
         }
-        // And a guess of any length is compared as 32 bytes.
-        for length in [0, 1, 21, 1000, 100_000] {
-            assert!(!token().matches("x".repeat(length).as_bytes()));
+        for guess in &guesses {
+            assert!(!token.matches(guess.as_bytes()), "{guess:?}");
+            if !guess.is_empty() {
+                assert_eq!(
+                    check(Some(&token), Some(&format!("Bearer {guess}"))),
+                    Verdict::Invalid,
+                    "{guess:?}"
+                );
+            }
         }
+        assert!(token.matches(secret.as_bytes()));
+    }
+
+    #[test]
+    fn guesses_of_any_length_are_invalid_and_bytes_beyond_utf8_are_compared() {
+        let token = token();
+        for length in [1, 20, 21, 22, 32, 33, 64, 1000, 100_000] {
+            assert!(!token.matches("x".repeat(length).as_bytes()), "{length}");
+        }
+        assert!(!token.matches(&[0xff; 21]));
+        // Two tokens that differ only past the 32nd byte are told apart (the digest covers
+        // the whole token, not a prefix of fixed length).
+        let long = "a".repeat(40);
+        let longer_token = BearerToken::new(&long).unwrap();
+        assert!(longer_token.matches(long.as_bytes()));
+        assert!(!longer_token.matches(format!("{}b", &long[..39]).as_bytes()));
     }
 }

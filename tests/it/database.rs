@@ -3,11 +3,11 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use crate::harness::{DEADLINE, Exporter, metric, wait_for};
+use crate::harness::{DEADLINE, Exporter, metric, wait_for, wait_for_rounds};
 use crate::postgres::{Cluster, SUPERUSER_PASSWORD, TestDatabase};
 
 /// Fast checks so the tests do not wait long; the timeout leaves room for a loaded machine.
-const FAST: &[&str] = &[
+pub const FAST: &[&str] = &[
     "--check.interval",
     "300ms",
     "--check.timeout",
@@ -205,8 +205,8 @@ fn with_the_fixture_every_figure_matches_and_both_health_endpoints_are_healthy()
             .is_some()
     })
     .text();
-    std::thread::sleep(Duration::from_millis(700));
-    let later = exporter.get("/metrics").text();
+    // Two more reading rounds count nothing again.
+    let later = wait_for_rounds(&exporter, "database_aggregates", 2);
     for text in [&metrics, &later] {
         assert_eq!(
             metric(
@@ -247,9 +247,11 @@ fn with_the_fixture_every_figure_matches_and_both_health_endpoints_are_healthy()
         .text();
         assert_eq!(metric(&text, resize_durations), Some(f64::from(finish)));
     }
-    std::thread::sleep(Duration::from_millis(700));
     assert_eq!(
-        metric(&exporter.get("/metrics").text(), resize),
+        metric(
+            &wait_for_rounds(&exporter, "database_aggregates", 2),
+            resize
+        ),
         Some(2.0),
         "each finish counted once"
     );
@@ -340,8 +342,7 @@ fn query_metrics_come_from_pg_stat_statements_when_installed() {
         "a healthy database",
         |r| r.json()["services"]["database"]["status"] == "healthy",
     );
-    std::thread::sleep(Duration::from_millis(700));
-    let before = exporter.get("/metrics").text();
+    let before = wait_for_rounds(&exporter, "database", 2);
     let select_before = metric(&before, select).unwrap_or(0.0);
     let insert_before = metric(&before, insert).unwrap_or(0.0);
 
@@ -364,9 +365,9 @@ fn query_metrics_come_from_pg_stat_statements_when_installed() {
             && metric(&r.text(), insert).unwrap_or(0.0) >= insert_before + 3.0
     })
     .text();
-    // Exactly those calls: the exporter's own statements are not counted.
-    std::thread::sleep(Duration::from_millis(700));
-    let settled = exporter.get("/metrics").text();
+    // Exactly those calls: the exporter's own statements are not counted, however many rounds
+    // read them.
+    let settled = wait_for_rounds(&exporter, "database", 2);
     for text in [&after, &settled] {
         assert_eq!(metric(text, select), Some(select_before + 7.0), "{text}");
         assert_eq!(metric(text, insert), Some(insert_before + 3.0));
@@ -468,8 +469,7 @@ fn the_least_privilege_role_of_the_readme_is_enough() {
     );
 
     // Several rounds later, none of the exporter's own statements shows up as Fluxbase's.
-    std::thread::sleep(Duration::from_millis(1500));
-    let metrics = exporter.get("/metrics").text();
+    let metrics = wait_for_rounds(&exporter, "database", 4);
     let queries: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("fluxbase_db_queries_total{"))
@@ -549,8 +549,7 @@ fn without_pg_stat_statements_query_families_stay_empty_and_it_is_logged_once() 
     wait_for(&exporter, "/metrics", "a few rounds", |r| {
         metric(&r.text(), "fluxbase_db_connections").is_some()
     });
-    std::thread::sleep(Duration::from_millis(1000));
-    let metrics = exporter.get("/metrics").text();
+    let metrics = wait_for_rounds(&exporter, "database", 3);
     assert!(!metrics.contains("fluxbase_db_queries_total{"));
     assert!(!metrics.contains("fluxbase_db_query_duration_seconds_bucket{"));
     let mentions = exporter
@@ -591,7 +590,8 @@ fn a_missing_schema_leaves_its_parts_out_and_the_database_healthy() {
         exporter.get("/api/v1/monitoring/health").json()["services"]["database"]["status"],
         "healthy"
     );
-    std::thread::sleep(Duration::from_millis(700));
+    // Later rounds leave it out again without saying so again.
+    wait_for_rounds(&exporter, "database_aggregates", 2);
     let logs = exporter.logs();
     let storage_mentions = logs
         .iter()
@@ -745,7 +745,19 @@ fn sigterm_exits_within_two_seconds_even_while_a_check_waits_on_the_database() {
         "--check.timeout",
         "10s",
     ]);
-    std::thread::sleep(Duration::from_millis(300));
+    // The check is waiting once the exporter has connected to the black hole.
+    black_hole.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let _held = loop {
+        match black_hole.accept() {
+            Ok((connection, _)) => break connection,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "the check never connected");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(err) => panic!("accept: {err}"),
+        }
+    };
     let (status, took) = exporter.stop_with("TERM");
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(2), "took {took:?}");

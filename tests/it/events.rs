@@ -8,7 +8,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{DEADLINE, Exporter, Sequence, TempDir, metric, samples, wait_for};
+use crate::harness::{
+    DEADLINE, Exporter, Sequence, TempDir, metric, samples, wait_for, wait_for_rounds,
+};
 use crate::postgres::Cluster;
 
 /// What a generated log must produce: every series it touches, with its value.
@@ -389,7 +391,8 @@ fn a_followed_log_counts_exactly_what_was_written_across_rotations() {
         r#"{{"message":"HTTP request","method":"PUT","path":"/split","status":200,"time":{time}}}"#
     );
     append(&log, &split.as_bytes()[..20]);
-    std::thread::sleep(Duration::from_millis(200));
+    // Polls that find half a line keep it until its end comes.
+    wait_for_rounds(&exporter, &format!("events:{source}"), 2);
     append(&log, &split.as_bytes()[20..]);
     append(&log, b"\n");
     expected.add(
@@ -436,7 +439,7 @@ fn a_followed_log_counts_exactly_what_was_written_across_rotations() {
 
     // Deleted, then back.
     fs::remove_file(&log).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_rounds(&exporter, &format!("events:{source}"), 2);
     let (fourth, fourth_expected) = generate(100, 19, time);
     write_lines(&log, &fourth);
     merge(&mut expected, fourth_expected);
@@ -487,7 +490,8 @@ fn a_missing_file_is_waited_for_and_read_from_its_start() {
         &["--events.file", &path, "--events.poll-interval", "50ms"],
         &[("FLUXBASE_EXPORTER_AUTH_TOKEN", "ev")],
     );
-    std::thread::sleep(Duration::from_millis(200));
+    // Its first polls find no file.
+    wait_for_rounds(&exporter, &format!("events:file:{path}"), 2);
     let json = exporter
         .get_with(
             "/api/v1/monitoring/metrics",
@@ -666,9 +670,8 @@ fn logging_entries_rows_count_once_even_committed_late_and_out_of_order() {
         .unwrap();
     wait_metric(&exporter, NOT_FOUND, 550.0);
     // Several rounds pass while the early batch is still open: nothing more, nothing twice.
-    std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(
-        metric(&exporter.get("/metrics").text(), NOT_FOUND),
+        metric(&wait_for_rounds(&exporter, "events:database", 3), NOT_FOUND),
         Some(550.0)
     );
     late.commit().unwrap();
@@ -681,8 +684,7 @@ fn logging_entries_rows_count_once_even_committed_late_and_out_of_order() {
     insert_http(&mut client, 5, -30.0, 404);
     wait_metric(&exporter, NOT_FOUND, 655.0);
     insert_http(&mut client, 1, -600.0, 404);
-    std::thread::sleep(Duration::from_millis(1000));
-    let text = exporter.get("/metrics").text();
+    let text = wait_for_rounds(&exporter, "events:database", 3);
     assert_eq!(metric(&text, NOT_FOUND), Some(655.0));
     assert_eq!(metric(&text, DATABASE_LINES), Some(655.0));
     assert_eq!(
@@ -737,10 +739,12 @@ fn slow_queries_are_read_from_the_system_category() {
         1.0,
     );
     // The other system lines never left the server.
-    std::thread::sleep(Duration::from_millis(600));
     assert_eq!(metric(&text, DATABASE_LINES), Some(1.0));
     assert_eq!(
-        metric(&exporter.get("/metrics").text(), DATABASE_LINES),
+        metric(
+            &wait_for_rounds(&exporter, "events:database", 2),
+            DATABASE_LINES
+        ),
         Some(1.0)
     );
 }

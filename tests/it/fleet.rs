@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::{DEADLINE, Exporter, TempDir, metric};
+use crate::harness::{DEADLINE, Exporter, TempDir, metric, wait_for_rounds};
 use crate::postgres::{Cluster, TestDatabase, free_port};
 
 const FLEET: usize = 5;
@@ -380,8 +380,8 @@ fn five_exporters_elect_one_leader_and_the_fleet_counts_everything_once() {
     let mut fleet: Vec<Option<Exporter>> = (0..FLEET).map(|_| Some(start_member(&url))).collect();
     let prometheus = Prometheus::start(&fleet.iter().flatten().map(|m| m.addr).collect::<Vec<_>>());
 
-    // Once every member has done a round (its database health is known) and one check
-    // interval has passed, exactly one leads, and it stays the same one.
+    // Once every member has done a round (its database health is known) and one more round
+    // after it, exactly one leads, and it stays the same one.
     for member in fleet.iter().flatten() {
         crate::harness::wait_for(
             member,
@@ -390,7 +390,9 @@ fn five_exporters_elect_one_leader_and_the_fleet_counts_everything_once() {
             |r| r.json()["services"]["database"]["status"] == "healthy",
         );
     }
-    thread::sleep(INTERVAL);
+    for member in fleet.iter().flatten() {
+        wait_for_rounds(member, "database", 1);
+    }
     let leader = the_leader(&fleet)
         .unwrap_or_else(|| panic!("not exactly one leader: {:?}", leader_gauges(&fleet)));
     // From now until the leader is killed, a watcher reads all five gauges continuously.
@@ -438,8 +440,9 @@ fn five_exporters_elect_one_leader_and_the_fleet_counts_everything_once() {
     wait_for_value(DEADLINE, "every row counted", written as f64, || {
         fleet_sum(&fleet, REQUESTS).0
     });
-    // Several more rounds re-read the overlap window: still once.
-    thread::sleep(INTERVAL * 3);
+    // Several more rounds of the leader's reader re-read the overlap window: still once.
+    let leading = fleet.iter().flatten().nth(leader).expect("the leader runs");
+    wait_for_rounds(leading, "events:database", 3);
     assert_eq!(fleet_sum(&fleet, REQUESTS), (written as f64, 1));
     assert_eq!(
         fleet_sum(
@@ -555,7 +558,7 @@ fn five_exporters_elect_one_leader_and_the_fleet_counts_everything_once() {
     wait_for_value(DEADLINE, "the new rows counted", before + 120.0, || {
         fleet_sum(&fleet, REQUESTS).0
     });
-    thread::sleep(INTERVAL * 3);
+    wait_for_rounds(now_leading, "events:database", 3);
     assert_eq!(fleet_sum(&fleet, REQUESTS).0, before + 120.0);
     prometheus.wait_for("count(fluxbase_exporter_database_leader == 1)", 1.0);
     prometheus.wait_for("sum(fluxbase_db_connections)", truth);

@@ -431,6 +431,50 @@ pub fn wait_for(
     }
 }
 
+/// Waits until `check` has run at least `rounds` more times than before the call, and returns
+/// the `/metrics` read after the last of them: what "nothing more happens" means, without a fixed
+/// sleep that a loaded machine can outrun.
+///
+/// A round is seen as a change of the check's `fluxbase_exporter_check_duration_seconds` or
+/// `fluxbase_exporter_check_last_success_timestamp_seconds` sample (every round sets the first;
+/// a successful one the second, in nanoseconds of wall time). A round that fails in no time at
+/// all changes neither, so wait on a check that succeeds or measures its failures. Polls faster
+/// than the tests' check intervals; rounds run between two polls count as one, which only makes
+/// the wait longer.
+pub fn wait_for_rounds(exporter: &Exporter, check: &str, rounds: usize) -> String {
+    let duration = format!("fluxbase_exporter_check_duration_seconds{{check=\"{check}\"}} ");
+    let success =
+        format!("fluxbase_exporter_check_last_success_timestamp_seconds{{check=\"{check}\"}} ");
+    let marker = |text: &str| -> (Option<String>, Option<String>) {
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|line| line.starts_with(prefix))
+                .map(str::to_owned)
+        };
+        (line(&duration), line(&success))
+    };
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen = marker(&exporter.get("/metrics").text());
+    let mut counted = 0;
+    loop {
+        thread::sleep(Duration::from_millis(20));
+        let text = exporter.get("/metrics").text();
+        let now = marker(&text);
+        if now.0.is_some() && now != seen {
+            counted += 1;
+            seen = now;
+            if counted >= rounds {
+                return text;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {rounds} rounds of {check} ({counted} seen); last /metrics: {text}\nlogs: {:#?}",
+            exporter.logs()
+        );
+    }
+}
+
 /// A deterministic pseudo-random sequence (xorshift), so generated inputs are the same on
 /// every run.
 pub struct Sequence(pub u64);

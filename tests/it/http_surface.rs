@@ -265,8 +265,19 @@ fn check_bearer_auth(exporter: &Exporter, token: &str) {
         assert!(!keys.contains(&key), "{key} in {keys:?}");
     }
     assert!(body["exporter"]["uptime_seconds"].is_u64(), "{body}");
-    // The token never reaches the logs, even at debug level.
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // The token never reaches the logs, even at debug level. Waits for a last request's
+    // access line (each line is written right after its answer, so the earlier requests' lines
+    // have had the whole of the later requests to arrive).
+    exporter.get("/after-the-token-requests");
+    let deadline = std::time::Instant::now() + crate::harness::DEADLINE;
+    while !exporter
+        .logs()
+        .iter()
+        .any(|line| line.contains("/after-the-token-requests"))
+    {
+        assert!(std::time::Instant::now() < deadline, "no access line");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let logs = exporter.logs().join("\n");
     assert!(logs.contains("HTTP request"), "debug access log expected");
     assert!(!logs.contains(token), "token leaked into logs");

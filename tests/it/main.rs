@@ -9,6 +9,7 @@ mod docs;
 mod events;
 mod fleet;
 mod fluxbase_api;
+mod golden;
 mod hostile;
 mod http_surface;
 mod kubernetes;

@@ -64,7 +64,7 @@ enum ReadError {
     WrongHeader(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
-    // Patched: the error itself is not used; the connection just ends.
+    // Patched (fluxbase-exporter): the error itself is not used; the connection just ends.
     ReadIoError(#[allow(dead_code)] IoError),
     // Patched (fluxbase-exporter) from here on.
     /// No request started: the client closed, or sent nothing within the idle timeout.
@@ -103,7 +103,9 @@ impl ClientConnection {
         let secure = read_socket.secure();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
-        let first_header = source.next().unwrap();
+        // Patched (fluxbase-exporter): `next_reader` and `next_writer` give their reader or writer
+        // without an `Option` to unwrap.
+        let first_header = source.next_reader();
 
         ClientConnection {
             source,
@@ -255,10 +257,11 @@ impl ClientConnection {
         };
 
         // building the writer for the request
-        let writer = self.sink.next().unwrap();
+        // Patched (fluxbase-exporter): `next_writer` and `next_reader`, nothing to unwrap.
+        let writer = self.sink.next_writer();
 
         // follow-up for next potential request
-        let mut data_source = self.source.next().unwrap();
+        let mut data_source = self.source.next_reader();
         std::mem::swap(&mut self.next_header_source, &mut data_source);
 
         // building the next reader
@@ -300,7 +303,7 @@ impl ClientConnection {
         use crate::{Response, StatusCode};
 
         self.notify(ConnectionEvent::Rejected(StatusCode(status)));
-        let mut writer = self.sink.next().unwrap();
+        let mut writer = self.sink.next_writer();
         let response = Response::new_empty(StatusCode(status));
         // Flushed here: the linger that follows closes the socket's write half.
         if response
@@ -317,9 +320,7 @@ impl ClientConnection {
     /// Blocks until every answer given so far is written: a writer placed after them all
     /// flushes only once they are done (dropping it hands the turn on to the next answer).
     fn wait_for_answers(&mut self) {
-        if let Some(mut last) = self.sink.next() {
-            last.flush().ok();
-        }
+        self.sink.next_writer().flush().ok();
     }
 
     fn linger(&mut self) {

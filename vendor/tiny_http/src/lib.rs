@@ -91,7 +91,8 @@
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
-// fluxbase-exporter's patched copy: see PATCHES.md. In short, a server built with
+// Patched (fluxbase-exporter): this crate is fluxbase-exporter's patched copy of tiny_http
+// 0.12.0: see PATCHES.md. In short, a server built with
 // `Server::from_listener_with` registers every connection, keeps at most
 // `ConnectionLimits::max_connections` of them (closing the longest-idle one to make room),
 // bounds how long it waits for request heads and how large they may be, never reads a body it
@@ -147,7 +148,7 @@ pub struct Server {
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
 
-    // Patched: the open connections.
+    // Patched (fluxbase-exporter): the open connections.
     registry: Arc<Registry>,
 }
 
@@ -168,10 +169,10 @@ pub struct ServerConfig {
     /// The addresses to try to listen to.
     pub addr: ConfigListenAddr,
 
-    /// Patched: limits on connections and requests (the default has none, as upstream).
+    /// Patched (fluxbase-exporter): limits on connections and requests (the default has none, as upstream).
     pub limits: ConnectionLimits,
 
-    /// Patched: told about every connection event.
+    /// Patched (fluxbase-exporter): told about every connection event.
     pub observer: Option<Arc<dyn ConnectionObserver>>,
 }
 
@@ -221,7 +222,7 @@ impl Server {
         Self::from_listener_with(listener, ConnectionLimits::default(), None)
     }
 
-    /// Patched: builds a new server on `listener` that enforces `limits` and reports to
+    /// Patched (fluxbase-exporter): builds a new server on `listener` that enforces `limits` and reports to
     /// `observer`.
     pub fn from_listener_with<L: Into<Listener>>(
         listener: L,
@@ -343,7 +344,7 @@ impl Server {
 
     /// Blocks until an HTTP request has been submitted and returns it.
     ///
-    /// Patched: the only error is an `unblock`; the accept loop never gives up.
+    /// Patched (fluxbase-exporter): the only error is an `unblock`; the accept loop never gives up.
     pub fn recv(&self) -> IoResult<Request> {
         match self.messages.pop() {
             Some(rq) => Ok(rq),
@@ -439,6 +440,8 @@ impl Iterator for IncomingRequests<'_> {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Patched (fluxbase-exporter): `Release`, paired with the accept loop's `Acquire`
+        // (upstream: `Relaxed`).
         self.close.store(true, Release);
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
@@ -453,7 +456,7 @@ impl Drop for Server {
         if let Ok(stream) = maybe_stream {
             let _ = stream.shutdown(Shutdown::Both);
         }
-        // Patched: kept-alive connections end now rather than when their clients leave.
+        // Patched (fluxbase-exporter): kept-alive connections end now rather than when their clients leave.
         self.registry.close_all();
 
         #[cfg(unix)]

@@ -369,6 +369,8 @@ impl Request {
         }
     }
 
+    // Patched (fluxbase-exporter): the example is `ignore`d (upstream: `no_run`): it needs
+    // `rustc_serialize`, which is not among the vendored crate's dev-dependencies.
     /// Allows to read the body of the request.
     ///
     /// # Example

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::str::FromStr;
 use std::time::SystemTime;
 
+// Patched (fluxbase-exporter): the lists in this comment are indented for clippy's doc lint.
 /// Object representing an HTTP response whose purpose is to be given to a `Request`.
 ///
 /// Some headers cannot be changed. Trying to define the value
@@ -172,6 +173,7 @@ fn choose_transfer_encoding(
     }
 
     // if we don't have a Content-Length, or if the Content-Length is too big, using chunks writer
+    // Patched (fluxbase-exporter): `is_none_or` for clippy (upstream: `map_or(true, ..)`).
     if entity_length
         .as_ref()
         .is_none_or(|val| *val >= chunked_threshold)

@@ -1,6 +1,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -58,7 +58,8 @@ impl TaskPool {
         };
 
         for _ in 0..MIN_THREADS {
-            // The pool works with fewer idle threads; spawning more is retried on demand.
+            // Patched (fluxbase-exporter): the pool works with fewer idle threads; spawning
+            // more is retried on demand (upstream panicked).
             pool.add_thread(None).ok();
         }
 
@@ -71,7 +72,14 @@ impl TaskPool {
     /// Patched (fluxbase-exporter): a thread that cannot be spawned is an error for the caller
     /// (which drops the task, closing its connection), not a panic of the accept thread.
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) -> std::io::Result<()> {
-        let mut queue = self.sharing.todo.lock().unwrap();
+        // Patched (fluxbase-exporter): the queue's locks are poison-safe here and below (a
+        // task never runs under the lock, and a push or pop leaves the queue whole, so a lock
+        // poisoned by a panic elsewhere holds a sound queue); upstream unwrapped.
+        let mut queue = self
+            .sharing
+            .todo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
 
         // Patched (fluxbase-exporter): a thread counts as available only if no queued task is
         // already promised to it. Upstream compared with zero, so a second task queued before a
@@ -102,7 +110,7 @@ impl TaskPool {
 
                 loop {
                     let mut task: Box<dyn FnMut() + Send> = {
-                        let mut todo = sharing.todo.lock().unwrap();
+                        let mut todo = sharing.todo.lock().unwrap_or_else(PoisonError::into_inner);
 
                         let task;
                         loop {
@@ -114,13 +122,16 @@ impl TaskPool {
 
                             let received =
                                 if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
-                                    todo = sharing.condvar.wait(todo).unwrap();
+                                    todo = sharing
+                                        .condvar
+                                        .wait(todo)
+                                        .unwrap_or_else(PoisonError::into_inner);
                                     true
                                 } else {
                                     let (new_lock, waitres) = sharing
                                         .condvar
                                         .wait_timeout(todo, Duration::from_millis(5000))
-                                        .unwrap();
+                                        .unwrap_or_else(PoisonError::into_inner);
                                     todo = new_lock;
                                     !waitres.timed_out()
                                 };
