@@ -160,10 +160,96 @@ struct StorageSeries {
     bytes: Option<Arc<Counter>>,
 }
 
-/// Series caches keyed by their label values joined with NUL, hashed with FxHash: a lookup per
-/// event, no allocation once the series is known. Only series every family accepted are kept,
-/// so a cache is no larger than the (capped) families; past `MAX_CACHED_SERIES` it starts over.
-type Cache<T> = rustc_hash::FxHashMap<String, T>;
+/// A series key: label values joined with NUL, each value's bounds kept so that the values can
+/// be read back on a miss. One buffer serves every lookup (no allocation once it has grown).
+#[derive(Default)]
+struct Key {
+    text: String,
+    bounds: Vec<(usize, usize)>,
+}
+
+impl Key {
+    /// Starts a new key.
+    fn clear(&mut self) -> &mut Self {
+        self.text.clear();
+        self.bounds.clear();
+        self
+    }
+
+    /// Appends one label value.
+    fn push(&mut self, value: &str) -> &mut Self {
+        self.push_with(|text| text.push_str(value))
+    }
+
+    /// Appends one label value that `write` appends to the key's text.
+    fn push_with(&mut self, write: impl FnOnce(&mut String)) -> &mut Self {
+        if !self.bounds.is_empty() {
+            self.text.push('\0');
+        }
+        let start = self.text.len();
+        write(&mut self.text);
+        self.bounds.push((start, self.text.len()));
+        self
+    }
+
+    /// The first `N` label values, in order (`""` past the last one pushed).
+    fn values<const N: usize>(&self) -> [&str; N] {
+        std::array::from_fn(|i| {
+            self.bounds
+                .get(i)
+                .and_then(|&(start, end)| self.text.get(start..end))
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// The cache is rebuilt from scratch past this size (a safety net; the families are capped).
+const MAX_CACHED_SERIES: usize = 20_000;
+
+/// The series one label set feeds, looked up once and kept, by [`Key`], hashed with FxHash: one
+/// hash lookup per event and no allocation once the series is known. Only series every family
+/// accepted are kept, so a cache is no larger than the (capped) families; past
+/// `MAX_CACHED_SERIES` it starts over.
+struct SeriesCache<T> {
+    index: rustc_hash::FxHashMap<String, usize>,
+    series: Vec<T>,
+}
+
+impl<T> Default for SeriesCache<T> {
+    fn default() -> Self {
+        SeriesCache {
+            index: rustc_hash::FxHashMap::default(),
+            series: Vec::new(),
+        }
+    }
+}
+
+impl<T> SeriesCache<T> {
+    /// The series of `key`, made by `create` on the first lookup. A label set `create` refuses
+    /// (`None`: a family over its limit) is not kept: the next lookup asks again, and is counted
+    /// as dropped again.
+    fn get_or_create(&mut self, key: &Key, create: impl FnOnce(&Key) -> Option<T>) -> Option<&T> {
+        let at = match self.index.get(key.text.as_str()) {
+            Some(&at) => at,
+            None => {
+                let series = create(key)?;
+                if self.series.len() >= MAX_CACHED_SERIES {
+                    self.index.clear();
+                    self.series.clear();
+                }
+                self.index.insert(key.text.clone(), self.series.len());
+                self.series.push(series);
+                self.series.len() - 1
+            }
+        };
+        self.series.get(at)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.series.len()
+    }
+}
 
 /// Counts events into the families. One per source: its caches and its memory of recent
 /// rate-limit events are its own; the families are shared.
@@ -171,30 +257,27 @@ pub struct Ingest {
     fluxbase: Arc<FluxbaseFamilies>,
     exporter: Arc<ExporterFamilies>,
     /// Series by `method \0 path \0 class`.
-    http: Cache<HttpSeries>,
+    http: SeriesCache<HttpSeries>,
     /// Series by `operation \0 bucket \0 outcome`.
-    storage: Cache<StorageSeries>,
+    storage: SeriesCache<StorageSeries>,
     /// Rate-limit counters by `limiter \0 client IP` (the IP is hashed once per new key).
-    rate_limits: Cache<Arc<Counter>>,
-    key: String,
+    rate_limits: SeriesCache<Arc<Counter>>,
+    key: Key,
     /// Recent 429s on 2FA routes and recent `rate_limit_exceeded` events, for de-duplication:
     /// (event time, client IP).
     recent_429s: VecDeque<(f64, Option<String>)>,
     recent_limit_events: VecDeque<(f64, Option<String>)>,
 }
 
-/// The cache is rebuilt from scratch past this size (a safety net; the families are capped).
-const MAX_CACHED_SERIES: usize = 20_000;
-
 impl Ingest {
     pub fn new(fluxbase: Arc<FluxbaseFamilies>, exporter: Arc<ExporterFamilies>) -> Self {
         Ingest {
             fluxbase,
             exporter,
-            http: Cache::default(),
-            storage: Cache::default(),
-            rate_limits: Cache::default(),
-            key: String::new(),
+            http: SeriesCache::default(),
+            storage: SeriesCache::default(),
+            rate_limits: SeriesCache::default(),
+            key: Key::default(),
             recent_429s: VecDeque::new(),
             recent_limit_events: VecDeque::new(),
         }
@@ -233,40 +316,23 @@ impl Ingest {
             return;
         }
         let class = labels::status_class(request.status);
-        self.key.clear();
-        self.key.push_str(&request.method);
-        self.key.push('\0');
-        let path_start = self.key.len();
-        labels::normalize_path_into(&request.path, &mut self.key);
-        let path_end = self.key.len();
-        self.key.push('\0');
-        self.key.push_str(class);
-        if !self.http.contains_key(self.key.as_str()) {
-            let values = [
-                request.method.as_ref(),
-                &self.key[path_start..path_end],
-                class,
-            ];
-            let fluxbase = &self.fluxbase;
-            let series = fluxbase
-                .http_requests_total
-                .get_or_create(&values)
-                .and_then(|requests| {
-                    Some(HttpSeries {
-                        requests,
-                        duration: fluxbase
-                            .http_request_duration_seconds
-                            .get_or_create(&values)?,
-                        size: fluxbase.http_response_size_bytes.get_or_create(&values)?,
-                    })
-                });
-            // A refused label set is not cached: the next event asks (and is counted as
-            // dropped) again.
-            if let Some(series) = series {
-                insert(&mut self.http, self.key.clone(), series);
-            }
-        }
-        if let Some(series) = self.http.get(self.key.as_str()) {
+        self.key
+            .clear()
+            .push(&request.method)
+            .push_with(|text| labels::normalize_path_into(&request.path, text))
+            .push(class);
+        let fluxbase = &self.fluxbase;
+        let series = self.http.get_or_create(&self.key, |key| {
+            let values = key.values::<3>();
+            Some(HttpSeries {
+                requests: fluxbase.http_requests_total.get_or_create(&values)?,
+                duration: fluxbase
+                    .http_request_duration_seconds
+                    .get_or_create(&values)?,
+                size: fluxbase.http_response_size_bytes.get_or_create(&values)?,
+            })
+        });
+        if let Some(series) = series {
             series.requests.inc();
             if let Some(ms) = request.duration_ms {
                 series.duration.observe(ms / 1000.0);
@@ -289,43 +355,31 @@ impl Ingest {
         } else {
             "error"
         };
-        self.key.clear();
-        for (i, part) in [storage.operation, storage.bucket, outcome]
-            .iter()
-            .enumerate()
-        {
-            if i > 0 {
-                self.key.push('\0');
-            }
-            self.key.push_str(part);
-        }
-        if !self.storage.contains_key(self.key.as_str()) {
-            let fluxbase = &self.fluxbase;
+        self.key
+            .clear()
+            .push(storage.operation)
+            .push(storage.bucket)
+            .push(outcome);
+        let fluxbase = &self.fluxbase;
+        let series = self.storage.get_or_create(&self.key, |key| {
+            let values = key.values::<3>();
             let pair = [storage.operation, storage.bucket];
-            let series = fluxbase
-                .storage_operations_total
-                .get_or_create(&[storage.operation, storage.bucket, outcome])
-                .and_then(|operations| {
-                    Some(StorageSeries {
-                        operations,
-                        duration: fluxbase
-                            .storage_operation_duration_seconds
-                            .get_or_create(&pair)?,
-                        // Only a download that answered 2xx retrieved bytes; another's
-                        // `response_bytes` is an error body.
-                        bytes: match (storage.operation, outcome) {
-                            ("download", "success") => {
-                                Some(fluxbase.storage_bytes_total.get_or_create(&pair)?)
-                            }
-                            _ => None,
-                        },
-                    })
-                });
-            if let Some(series) = series {
-                insert(&mut self.storage, self.key.clone(), series);
-            }
-        }
-        if let Some(series) = self.storage.get(self.key.as_str()) {
+            Some(StorageSeries {
+                operations: fluxbase.storage_operations_total.get_or_create(&values)?,
+                duration: fluxbase
+                    .storage_operation_duration_seconds
+                    .get_or_create(&pair)?,
+                // Only a download that answered 2xx retrieved bytes; another's `response_bytes`
+                // is an error body.
+                bytes: match (storage.operation, outcome) {
+                    ("download", "success") => {
+                        Some(fluxbase.storage_bytes_total.get_or_create(&pair)?)
+                    }
+                    _ => None,
+                },
+            })
+        });
+        if let Some(series) = series {
             series.operations.inc();
             if let Some(ms) = request.duration_ms {
                 series.duration.observe(ms / 1000.0);
@@ -352,20 +406,14 @@ impl Ingest {
 
     /// Counts one hit of `limiter` by the client at `ip`.
     fn rate_limit_hit(&mut self, limiter: &'static str, ip: Option<&str>) {
-        self.key.clear();
-        self.key.push_str(limiter);
-        self.key.push('\0');
-        self.key.push_str(ip.unwrap_or(""));
-        if !self.rate_limits.contains_key(self.key.as_str()) {
-            let counter = self
-                .fluxbase
+        self.key.clear().push(limiter).push(ip.unwrap_or(""));
+        let fluxbase = &self.fluxbase;
+        let counter = self.rate_limits.get_or_create(&self.key, |_| {
+            fluxbase
                 .rate_limit_hits_total
-                .get_or_create(&[limiter, &identifier(ip)]);
-            if let Some(counter) = counter {
-                insert(&mut self.rate_limits, self.key.clone(), counter);
-            }
-        }
-        if let Some(counter) = self.rate_limits.get(self.key.as_str()) {
+                .get_or_create(&[limiter, &identifier(ip)])
+        });
+        if let Some(counter) = counter {
             counter.inc();
         }
     }
@@ -448,14 +496,6 @@ impl Ingest {
             }
         }
     }
-}
-
-/// Adds a cache entry, starting the cache over when it is full.
-fn insert<T>(cache: &mut Cache<T>, key: String, value: T) {
-    if cache.len() >= MAX_CACHED_SERIES {
-        cache.clear();
-    }
-    cache.insert(key, value);
 }
 
 /// Removes and reports a remembered event of the same request: close in time, and from the same
@@ -569,6 +609,64 @@ mod tests {
         for (path, limiter) in cases {
             assert_eq!(limiter_type(path), limiter, "{path}");
         }
+    }
+
+    #[test]
+    fn a_key_gives_back_the_values_it_was_built_from() {
+        let mut key = Key::default();
+        key.clear()
+            .push("GET")
+            .push_with(|text| text.push_str("/a\0b"))
+            .push("");
+        assert_eq!(key.text, "GET\0/a\0b\0");
+        assert_eq!(key.values::<3>(), ["GET", "/a\0b", ""]);
+        assert_eq!(key.values::<4>(), ["GET", "/a\0b", "", ""]);
+        key.clear().push("x");
+        assert_eq!(key.values::<2>(), ["x", ""]);
+    }
+
+    #[test]
+    fn the_series_cache_creates_once_and_keeps_no_refusal() {
+        let mut cache = SeriesCache::<u32>::default();
+        let mut key = Key::default();
+        let mut created = 0;
+        for _ in 0..3 {
+            key.clear().push("a").push("b");
+            let found = cache.get_or_create(&key, |key| {
+                created += 1;
+                assert_eq!(key.values::<2>(), ["a", "b"]);
+                Some(7)
+            });
+            assert_eq!(found, Some(&7));
+        }
+        assert_eq!(created, 1);
+        let mut asked = 0;
+        for _ in 0..2 {
+            key.clear().push("refused");
+            let found = cache.get_or_create(&key, |_| {
+                asked += 1;
+                None
+            });
+            assert_eq!(found, None);
+        }
+        assert_eq!(asked, 2, "a refused label set is asked for again");
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn the_series_cache_starts_over_when_full() {
+        let mut cache = SeriesCache::<usize>::default();
+        let mut key = Key::default();
+        for i in 0..MAX_CACHED_SERIES {
+            key.clear().push(&i.to_string());
+            cache.get_or_create(&key, |_| Some(i));
+        }
+        assert_eq!(cache.len(), MAX_CACHED_SERIES);
+        key.clear().push("one more");
+        assert_eq!(cache.get_or_create(&key, |_| Some(0)), Some(&0));
+        assert_eq!(cache.len(), 1);
+        key.clear().push("5");
+        assert_eq!(cache.get_or_create(&key, |_| Some(55)), Some(&55));
     }
 
     struct Fixture {
