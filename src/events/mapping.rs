@@ -498,6 +498,16 @@ mod tests {
         assert_eq!(cache.get_or_create(&key, |_| Some(55)), Some(&55));
     }
 
+    /// Fails naming every expected sample line that `samples` lacks.
+    fn assert_contains<S: AsRef<str>>(samples: &[String], expected: &[S]) {
+        let missing: Vec<&str> = expected
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|line| !samples.iter().any(|sample| sample == line))
+            .collect();
+        assert!(missing.is_empty(), "missing {missing:#?}\nin {samples:#?}");
+    }
+
     struct Fixture {
         fluxbase: Arc<FluxbaseFamilies>,
         exporter: Arc<ExporterFamilies>,
@@ -549,19 +559,17 @@ mod tests {
             r#"{"message":"HTTP request","method":"POST","path":"/api/v1/tables/t/records/12","status":201,"duration_ms":2.5}"#,
         ]);
         let samples = fixture.samples();
-        for expected in [
-            "fluxbase_http_requests_total{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 2",
-            "fluxbase_http_requests_total{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 1",
-            "fluxbase_http_request_duration_seconds_sum{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 0.02",
-            "fluxbase_http_request_duration_seconds_count{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 1",
-            "fluxbase_http_response_size_bytes_sum{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 150",
-            "fluxbase_http_response_size_bytes_count{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 0",
-        ] {
-            assert!(
-                samples.contains(&expected.to_owned()),
-                "missing {expected}\n{samples:#?}"
-            );
-        }
+        assert_contains(
+            &samples,
+            &[
+                "fluxbase_http_requests_total{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 2",
+                "fluxbase_http_requests_total{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 1",
+                "fluxbase_http_request_duration_seconds_sum{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 0.02",
+                "fluxbase_http_request_duration_seconds_count{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 1",
+                "fluxbase_http_response_size_bytes_sum{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 150",
+                "fluxbase_http_response_size_bytes_count{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 0",
+            ],
+        );
     }
 
     #[test]
@@ -573,19 +581,17 @@ mod tests {
             r#"{"message":"HTTP request","method":"POST","path":"/api/v1/storage/docs/c.pdf","status":500,"duration_ms":100,"response_bytes":10}"#,
         ]);
         let samples = fixture.samples();
-        for expected in [
-            "fluxbase_storage_operations_total{operation=\"download\",bucket=\"docs\",status=\"success\"} 1",
-            "fluxbase_storage_operations_total{operation=\"download\",bucket=\"docs\",status=\"error\"} 1",
-            "fluxbase_storage_operations_total{operation=\"upload\",bucket=\"docs\",status=\"error\"} 1",
-            // The 404's 30 bytes were an error body, not a retrieval.
-            "fluxbase_storage_bytes_total{operation=\"download\",bucket=\"docs\"} 2048",
-            "fluxbase_storage_operation_duration_seconds_count{operation=\"download\",bucket=\"docs\"} 2",
-        ] {
-            assert!(
-                samples.contains(&expected.to_owned()),
-                "missing {expected}\n{samples:#?}"
-            );
-        }
+        assert_contains(
+            &samples,
+            &[
+                "fluxbase_storage_operations_total{operation=\"download\",bucket=\"docs\",status=\"success\"} 1",
+                "fluxbase_storage_operations_total{operation=\"download\",bucket=\"docs\",status=\"error\"} 1",
+                "fluxbase_storage_operations_total{operation=\"upload\",bucket=\"docs\",status=\"error\"} 1",
+                // The 404's 30 bytes were an error body, not a retrieval.
+                "fluxbase_storage_bytes_total{operation=\"download\",bucket=\"docs\"} 2048",
+                "fluxbase_storage_operation_duration_seconds_count{operation=\"download\",bucket=\"docs\"} 2",
+            ],
+        );
         assert!(
             !samples
                 .iter()
@@ -608,20 +614,18 @@ mod tests {
             r#"{"message":"Security warning","event_type":"account_locked"}"#,
         ]);
         let samples = fixture.samples();
-        for expected in [
-            "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"} 3",
-            "fluxbase_auth_attempts_total{method=\"password\",result=\"success\"} 1",
-            "fluxbase_auth_attempts_total{method=\"sso\",result=\"success\"} 1",
-            "fluxbase_auth_success_total{method=\"password\"} 1",
-            "fluxbase_auth_failure_total{method=\"password\",reason=\"account_locked\"} 1",
-            "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"} 1",
-            "fluxbase_auth_failure_total{method=\"password\",reason=\"other\"} 1",
-        ] {
-            assert!(
-                samples.contains(&expected.to_owned()),
-                "missing {expected}\n{samples:#?}"
-            );
-        }
+        assert_contains(
+            &samples,
+            &[
+                "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"} 3",
+                "fluxbase_auth_attempts_total{method=\"password\",result=\"success\"} 1",
+                "fluxbase_auth_attempts_total{method=\"sso\",result=\"success\"} 1",
+                "fluxbase_auth_success_total{method=\"password\"} 1",
+                "fluxbase_auth_failure_total{method=\"password\",reason=\"account_locked\"} 1",
+                "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"} 1",
+                "fluxbase_auth_failure_total{method=\"password\",reason=\"other\"} 1",
+            ],
+        );
     }
 
     /// Regression: the 5th wrong password in a row is logged as `account_locked`, not
@@ -639,15 +643,13 @@ mod tests {
             r#"{"message":"Security warning","event_type":"account_locked","details":{"failed_attempts":5}}"#,
         ]);
         let samples = fixture.samples();
-        for expected in [
-            "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"} 5",
-            "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"} 5",
-        ] {
-            assert!(
-                samples.contains(&expected.to_owned()),
-                "missing {expected}\n{samples:#?}"
-            );
-        }
+        assert_contains(
+            &samples,
+            &[
+                "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"} 5",
+                "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"} 5",
+            ],
+        );
     }
 
     /// Regression: `token_refresh` is never emitted; Fluxbase counts an access and a refresh
@@ -661,15 +663,13 @@ mod tests {
             r#"{"message":"Security event","event_type":"token_refresh"}"#,
         ]);
         let samples = fixture.samples();
-        for expected in [
-            "fluxbase_auth_tokens_issued_total{token_type=\"access\"} 2",
-            "fluxbase_auth_tokens_issued_total{token_type=\"refresh\"} 2",
-        ] {
-            assert!(
-                samples.contains(&expected.to_owned()),
-                "missing {expected}\n{samples:#?}"
-            );
-        }
+        assert_contains(
+            &samples,
+            &[
+                "fluxbase_auth_tokens_issued_total{token_type=\"access\"} 2",
+                "fluxbase_auth_tokens_issued_total{token_type=\"refresh\"} 2",
+            ],
+        );
     }
 
     /// Regression: dashboard sign-ins and `tenant_mismatch` were counted; Fluxbase counts
@@ -711,21 +711,19 @@ mod tests {
             r#"{"time":500,"message":"HTTP request","method":"GET","path":"/api/v1/tables/x","status":429}"#,
         ]);
         let samples = fixture.samples();
-        for expected in [
-            format!(
-                "fluxbase_rate_limit_hits_total{{limiter_type=\"auth_2fa\",identifier=\"{hash}\"}} 4"
-            ),
-            format!(
-                "fluxbase_rate_limit_hits_total{{limiter_type=\"auth_login\",identifier=\"{hash}\"}} 1"
-            ),
-            "fluxbase_rate_limit_hits_total{limiter_type=\"global\",identifier=\"unknown\"} 1"
-                .to_owned(),
-        ] {
-            assert!(
-                samples.contains(&expected),
-                "missing {expected}\n{samples:#?}"
-            );
-        }
+        assert_contains(
+            &samples,
+            &[
+                format!(
+                    "fluxbase_rate_limit_hits_total{{limiter_type=\"auth_2fa\",identifier=\"{hash}\"}} 4"
+                ),
+                format!(
+                    "fluxbase_rate_limit_hits_total{{limiter_type=\"auth_login\",identifier=\"{hash}\"}} 1"
+                ),
+                "fluxbase_rate_limit_hits_total{limiter_type=\"global\",identifier=\"unknown\"} 1"
+                    .to_owned(),
+            ],
+        );
         assert!(
             !samples.iter().any(|s| s.contains(ip)),
             "the raw IP never becomes a label"
