@@ -1,5 +1,8 @@
 //! Fluxbase's label rules (`fluxbase.md` section 2), so that series the exporter derives carry
-//! exactly the label values Fluxbase itself would have given them.
+//! exactly the label values Fluxbase itself would have given them: the values themselves
+//! (status class, path, SQL operation and table, rate-limit identifier) and the route rules
+//! behind some of them (the limiter a 429 came from, a storage request's object operation and
+//! bucket).
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -156,6 +159,90 @@ pub fn rate_limit_identifier(ip: &str) -> String {
     hex
 }
 
+/// Fluxbase's rate limiters by route (its auth routes under `/api/v1/auth`); anything else that
+/// answers 429 is the global limiter, storage uploads aside.
+const LIMITERS: &[(&str, &str)] = &[
+    ("/api/v1/auth/signin", "auth_login"),
+    ("/api/v1/auth/signup", "auth_signup"),
+    ("/api/v1/auth/refresh", "auth_refresh"),
+    ("/api/v1/auth/magiclink", "auth_magic_link"),
+    ("/api/v1/auth/verify-email/resend", "auth_magic_link"),
+    ("/api/v1/auth/password/reset", "auth_password_reset"),
+    ("/api/v1/auth/2fa/verify", "auth_2fa"),
+    ("/api/v1/auth/otp/verify", "auth_2fa"),
+];
+
+const STORAGE_PREFIX: &str = "/api/v1/storage/";
+
+/// A storage object operation read off a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageOperation<'a> {
+    pub operation: &'static str,
+    pub bucket: &'a str,
+}
+
+/// The object operation of a storage API request, as Fluxbase routes it:
+/// `POST /{bucket}/{path...}`, `POST /{bucket}/multipart`, `POST /{bucket}/stream/{path...}` and
+/// `POST /{bucket}/chunked/{id}/complete` upload; `GET`/`HEAD /{bucket}/{path...}` download;
+/// `DELETE /{bucket}/{path...}` deletes. Listing, `buckets`, `sign`, `share(s)`, `copy`, `move`,
+/// the signed `object` route (its bucket is inside a token) and the other chunked steps are not
+/// object operations.
+pub fn storage_operation<'a>(method: &str, path: &'a str) -> Option<StorageOperation<'a>> {
+    let rest = path.strip_prefix(STORAGE_PREFIX)?;
+    let (bucket, object) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() || matches!(bucket, "buckets" | "object" | "config") {
+        return None;
+    }
+    let object = object.trim_end_matches('/');
+    if object.is_empty() {
+        return None; // GET /{bucket}: the bucket's listing.
+    }
+    // Only the first, the last two and the count of segments matter (no allocation).
+    let first = object.split('/').next().unwrap_or_default();
+    let mut from_end = object.rsplit('/');
+    let last = from_end.next().unwrap_or_default();
+    let before_last = from_end.next();
+    let count = object.bytes().filter(|b| *b == b'/').count() + 1;
+    let operation = match method {
+        "POST" => match first {
+            "sign" | "copy" | "move" => return None,
+            "chunked" => (count == 3 && last == "complete").then_some("upload")?,
+            _ if last == "share" && count > 1 => return None,
+            _ => "upload",
+        },
+        "GET" | "HEAD" => {
+            if first == "chunked" || (last == "shares" && count > 1) {
+                return None;
+            }
+            "download"
+        }
+        "DELETE" => {
+            if count > 2 && before_last == Some("share") {
+                return None;
+            }
+            "delete"
+        }
+        _ => return None,
+    };
+    Some(StorageOperation { operation, bucket })
+}
+
+/// The limiter whose 429 a request got, by its route.
+pub fn limiter_type(path: &str) -> &'static str {
+    if let Some((_, limiter)) = LIMITERS.iter().find(|(route, _)| *route == path) {
+        return limiter;
+    }
+    // Fluxbase limits streamed and chunked uploads with its storage_upload limiter.
+    if let Some(rest) = path.strip_prefix(STORAGE_PREFIX) {
+        let mut segments = rest.split('/').skip(1);
+        match (segments.next(), segments.next()) {
+            (Some("stream"), Some(_)) | (Some("chunked"), Some("init")) => return "storage_upload",
+            _ => {}
+        }
+    }
+    "global"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +384,70 @@ mod tests {
             .collect();
         assert_eq!(id, full[..16]);
         assert_eq!(rate_limit_identifier("127.0.0.1"), "12ca17b49af22894");
+    }
+
+    #[test]
+    fn storage_routes_follow_fluxbase() {
+        // (request, "operation bucket", or "" for no object operation)
+        let cases = [
+            ("POST /api/v1/storage/avatars/u/1.png", "upload avatars"),
+            ("POST /api/v1/storage/avatars/multipart", "upload avatars"),
+            (
+                "POST /api/v1/storage/avatars/stream/big.bin",
+                "upload avatars",
+            ),
+            (
+                "POST /api/v1/storage/avatars/chunked/abc123/complete",
+                "upload avatars",
+            ),
+            ("POST /api/v1/storage/avatars/chunked/init", ""),
+            ("PUT /api/v1/storage/avatars/chunked/abc123/3", ""),
+            ("GET /api/v1/storage/avatars/chunked/abc123/status", ""),
+            ("GET /api/v1/storage/avatars/u/1.png", "download avatars"),
+            ("HEAD /api/v1/storage/docs/a.pdf", "download docs"),
+            ("DELETE /api/v1/storage/docs/a.pdf", "delete docs"),
+            ("GET /api/v1/storage/docs", ""),
+            ("GET /api/v1/storage/docs/", ""),
+            ("GET /api/v1/storage/buckets", ""),
+            ("POST /api/v1/storage/buckets/docs", ""),
+            ("DELETE /api/v1/storage/buckets/docs", ""),
+            ("POST /api/v1/storage/docs/sign/a.pdf", ""),
+            ("POST /api/v1/storage/docs/a.pdf/share", ""),
+            ("DELETE /api/v1/storage/docs/a.pdf/share/u1", ""),
+            ("GET /api/v1/storage/docs/a.pdf/shares", ""),
+            ("POST /api/v1/storage/docs/copy", ""),
+            ("POST /api/v1/storage/docs/move", ""),
+            ("GET /api/v1/storage/object", ""),
+            ("GET /api/v1/tables/docs", ""),
+            ("PATCH /api/v1/storage/docs/a.pdf", ""),
+        ];
+        for (request, expected) in cases {
+            let (method, path) = request.split_once(' ').unwrap();
+            let found = storage_operation(method, path)
+                .map(|op| format!("{} {}", op.operation, op.bucket))
+                .unwrap_or_default();
+            assert_eq!(found, expected, "{request}");
+        }
+    }
+
+    #[test]
+    fn limiters_by_route() {
+        let cases = [
+            ("/api/v1/auth/signin", "auth_login"),
+            ("/api/v1/auth/signup", "auth_signup"),
+            ("/api/v1/auth/refresh", "auth_refresh"),
+            ("/api/v1/auth/magiclink", "auth_magic_link"),
+            ("/api/v1/auth/verify-email/resend", "auth_magic_link"),
+            ("/api/v1/auth/password/reset", "auth_password_reset"),
+            ("/api/v1/auth/2fa/verify", "auth_2fa"),
+            ("/api/v1/auth/otp/verify", "auth_2fa"),
+            ("/api/v1/storage/avatars/stream/x.bin", "storage_upload"),
+            ("/api/v1/storage/avatars/chunked/init", "storage_upload"),
+            ("/api/v1/storage/avatars/x.bin", "global"),
+            ("/api/v1/tables/users", "global"),
+        ];
+        for (path, limiter) in cases {
+            assert_eq!(limiter_type(path), limiter, "{path}");
+        }
     }
 }

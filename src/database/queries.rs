@@ -309,7 +309,6 @@ pub struct LogEntry {
     pub timestamp_micros: i64,
     pub message: String,
     pub ip_address: Option<String>,
-    pub request_id: Option<String>,
     /// The `fields` JSON as text.
     pub fields: String,
 }
@@ -371,19 +370,19 @@ pub fn new_log_entries(
             "/* fluxbase-exporter */ WITH newest AS MATERIALIZED ( \
                  SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8 AS xid) \
              SELECT (extract(epoch FROM e.\"timestamp\") * 1000000)::int8, e.message, host(e.ip_address), \
-                    e.request_id, coalesce(e.fields::text, '{}') \
+                    coalesce(e.fields::text, '{}') \
              FROM ( \
-                 SELECT xmin, \"timestamp\", message, ip_address, request_id, fields FROM logging.entries \
+                 SELECT xmin, \"timestamp\", message, ip_address, fields FROM logging.entries \
                  WHERE category = 'http' \
                    AND \"timestamp\" >= 'epoch'::timestamptz + $1::int8 * interval '1 microsecond' \
                    AND \"timestamp\" < 'epoch'::timestamptz + $2::int8 * interval '1 microsecond' \
                  UNION ALL \
-                 SELECT xmin, \"timestamp\", message, ip_address, request_id, fields FROM logging.entries \
+                 SELECT xmin, \"timestamp\", message, ip_address, fields FROM logging.entries \
                  WHERE category = 'security' \
                    AND \"timestamp\" >= 'epoch'::timestamptz + $1::int8 * interval '1 microsecond' \
                    AND \"timestamp\" < 'epoch'::timestamptz + $2::int8 * interval '1 microsecond' \
                  UNION ALL \
-                 SELECT xmin, \"timestamp\", message, ip_address, request_id, fields FROM logging.entries \
+                 SELECT xmin, \"timestamp\", message, ip_address, fields FROM logging.entries \
                  WHERE category = 'system' AND message = 'Slow query detected' \
                    AND \"timestamp\" >= 'epoch'::timestamptz + $1::int8 * interval '1 microsecond' \
                    AND \"timestamp\" < 'epoch'::timestamptz + $2::int8 * interval '1 microsecond' \
@@ -409,8 +408,7 @@ pub fn new_log_entries(
                 timestamp_micros: row.try_get(0)?,
                 message: row.try_get(1)?,
                 ip_address: row.try_get(2)?,
-                request_id: row.try_get(3)?,
-                fields: row.try_get(4)?,
+                fields: row.try_get(3)?,
             })
         })
         .collect()

@@ -1,5 +1,6 @@
-//! Events into families, with Fluxbase's own label rules. Every rule is a row of a table below
-//! or a small function beside it, each with its test.
+//! Events into families: the one table of which event feeds which family. Every rule is a row
+//! of the table below or a small function beside it, each with its test; the label values come
+//! from Fluxbase's label and route rules in [`crate::labels`].
 //!
 //! | event | families |
 //! |---|---|
@@ -18,7 +19,7 @@ use std::sync::Arc;
 
 use super::parse::{Event, EventKind, HttpRequest, SecurityEvent};
 use crate::families::{ExporterFamilies, FluxbaseFamilies};
-use crate::labels;
+use crate::labels::{self, StorageOperation, limiter_type, storage_operation};
 use crate::metrics::{Counter, Histogram};
 
 /// What an event was counted as.
@@ -42,19 +43,6 @@ impl Counted {
     }
 }
 
-/// Fluxbase's rate limiters by route (its auth routes under `/api/v1/auth`); anything else that
-/// answers 429 is the global limiter, storage uploads aside.
-const LIMITERS: &[(&str, &str)] = &[
-    ("/api/v1/auth/signin", "auth_login"),
-    ("/api/v1/auth/signup", "auth_signup"),
-    ("/api/v1/auth/refresh", "auth_refresh"),
-    ("/api/v1/auth/magiclink", "auth_magic_link"),
-    ("/api/v1/auth/verify-email/resend", "auth_magic_link"),
-    ("/api/v1/auth/password/reset", "auth_password_reset"),
-    ("/api/v1/auth/2fa/verify", "auth_2fa"),
-    ("/api/v1/auth/otp/verify", "auth_2fa"),
-];
-
 /// Failure reasons Fluxbase's `fluxbase_auth_failure_total` uses; any other is `other`.
 const FAILURE_REASONS: &[&str] = &[
     "user_not_found",
@@ -74,77 +62,6 @@ const NOT_COUNTED_REASONS: &[&str] = &["tenant_mismatch"];
 /// are the same request, counted once.
 const SAME_REQUEST_SECONDS: f64 = 2.0;
 
-const STORAGE_PREFIX: &str = "/api/v1/storage/";
-
-/// A storage object operation read off a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StorageOperation<'a> {
-    pub operation: &'static str,
-    pub bucket: &'a str,
-}
-
-/// The object operation of a storage API request, as Fluxbase routes it:
-/// `POST /{bucket}/{path...}`, `POST /{bucket}/multipart`, `POST /{bucket}/stream/{path...}` and
-/// `POST /{bucket}/chunked/{id}/complete` upload; `GET`/`HEAD /{bucket}/{path...}` download;
-/// `DELETE /{bucket}/{path...}` deletes. Listing, `buckets`, `sign`, `share(s)`, `copy`, `move`,
-/// the signed `object` route (its bucket is inside a token) and the other chunked steps are not
-/// object operations.
-pub fn storage_operation<'a>(method: &str, path: &'a str) -> Option<StorageOperation<'a>> {
-    let rest = path.strip_prefix(STORAGE_PREFIX)?;
-    let (bucket, object) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() || matches!(bucket, "buckets" | "object" | "config") {
-        return None;
-    }
-    let object = object.trim_end_matches('/');
-    if object.is_empty() {
-        return None; // GET /{bucket}: the bucket's listing.
-    }
-    // Only the first, the last two and the count of segments matter (no allocation).
-    let first = object.split('/').next().unwrap_or_default();
-    let mut from_end = object.rsplit('/');
-    let last = from_end.next().unwrap_or_default();
-    let before_last = from_end.next();
-    let count = object.bytes().filter(|b| *b == b'/').count() + 1;
-    let operation = match method {
-        "POST" => match first {
-            "sign" | "copy" | "move" => return None,
-            "chunked" => (count == 3 && last == "complete").then_some("upload")?,
-            _ if last == "share" && count > 1 => return None,
-            _ => "upload",
-        },
-        "GET" | "HEAD" => {
-            if first == "chunked" || (last == "shares" && count > 1) {
-                return None;
-            }
-            "download"
-        }
-        "DELETE" => {
-            if count > 2 && before_last == Some("share") {
-                return None;
-            }
-            "delete"
-        }
-        _ => return None,
-    };
-    Some(StorageOperation { operation, bucket })
-}
-
-/// The limiter whose 429 a request got, by its route.
-pub fn limiter_type(path: &str) -> &'static str {
-    if let Some((_, limiter)) = LIMITERS.iter().find(|(route, _)| *route == path) {
-        return limiter;
-    }
-    // Fluxbase limits streamed and chunked uploads with its storage_upload limiter.
-    if let Some(rest) = path.strip_prefix(STORAGE_PREFIX) {
-        let mut segments = rest.split('/').skip(1);
-        match (segments.next(), segments.next()) {
-            (Some("stream"), Some(_)) | (Some("chunked"), Some("init")) => return "storage_upload",
-            _ => {}
-        }
-    }
-    "global"
-}
-
 /// The series one (method, path, status class) feeds, looked up once and kept.
 struct HttpSeries {
     requests: Arc<Counter>,
@@ -160,10 +77,96 @@ struct StorageSeries {
     bytes: Option<Arc<Counter>>,
 }
 
-/// Series caches keyed by their label values joined with NUL, hashed with FxHash: a lookup per
-/// event, no allocation once the series is known. Only series every family accepted are kept,
-/// so a cache is no larger than the (capped) families; past `MAX_CACHED_SERIES` it starts over.
-type Cache<T> = rustc_hash::FxHashMap<String, T>;
+/// A series key: label values joined with NUL, each value's bounds kept so that the values can
+/// be read back on a miss. One buffer serves every lookup (no allocation once it has grown).
+#[derive(Default)]
+struct Key {
+    text: String,
+    bounds: Vec<(usize, usize)>,
+}
+
+impl Key {
+    /// Starts a new key.
+    fn clear(&mut self) -> &mut Self {
+        self.text.clear();
+        self.bounds.clear();
+        self
+    }
+
+    /// Appends one label value.
+    fn push(&mut self, value: &str) -> &mut Self {
+        self.push_with(|text| text.push_str(value))
+    }
+
+    /// Appends one label value that `write` appends to the key's text.
+    fn push_with(&mut self, write: impl FnOnce(&mut String)) -> &mut Self {
+        if !self.bounds.is_empty() {
+            self.text.push('\0');
+        }
+        let start = self.text.len();
+        write(&mut self.text);
+        self.bounds.push((start, self.text.len()));
+        self
+    }
+
+    /// The first `N` label values, in order (`""` past the last one pushed).
+    fn values<const N: usize>(&self) -> [&str; N] {
+        std::array::from_fn(|i| {
+            self.bounds
+                .get(i)
+                .and_then(|&(start, end)| self.text.get(start..end))
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// The cache is rebuilt from scratch past this size (a safety net; the families are capped).
+const MAX_CACHED_SERIES: usize = 20_000;
+
+/// The series one label set feeds, looked up once and kept, by [`Key`], hashed with FxHash: one
+/// hash lookup per event and no allocation once the series is known. Only series every family
+/// accepted are kept, so a cache is no larger than the (capped) families; past
+/// `MAX_CACHED_SERIES` it starts over.
+struct SeriesCache<T> {
+    index: rustc_hash::FxHashMap<String, usize>,
+    series: Vec<T>,
+}
+
+impl<T> Default for SeriesCache<T> {
+    fn default() -> Self {
+        SeriesCache {
+            index: rustc_hash::FxHashMap::default(),
+            series: Vec::new(),
+        }
+    }
+}
+
+impl<T> SeriesCache<T> {
+    /// The series of `key`, made by `create` on the first lookup. A label set `create` refuses
+    /// (`None`: a family over its limit) is not kept: the next lookup asks again, and is counted
+    /// as dropped again.
+    fn get_or_create(&mut self, key: &Key, create: impl FnOnce(&Key) -> Option<T>) -> Option<&T> {
+        let at = match self.index.get(key.text.as_str()) {
+            Some(&at) => at,
+            None => {
+                let series = create(key)?;
+                if self.series.len() >= MAX_CACHED_SERIES {
+                    self.index.clear();
+                    self.series.clear();
+                }
+                self.index.insert(key.text.clone(), self.series.len());
+                self.series.push(series);
+                self.series.len() - 1
+            }
+        };
+        self.series.get(at)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.series.len()
+    }
+}
 
 /// Counts events into the families. One per source: its caches and its memory of recent
 /// rate-limit events are its own; the families are shared.
@@ -171,30 +174,27 @@ pub struct Ingest {
     fluxbase: Arc<FluxbaseFamilies>,
     exporter: Arc<ExporterFamilies>,
     /// Series by `method \0 path \0 class`.
-    http: Cache<HttpSeries>,
+    http: SeriesCache<HttpSeries>,
     /// Series by `operation \0 bucket \0 outcome`.
-    storage: Cache<StorageSeries>,
+    storage: SeriesCache<StorageSeries>,
     /// Rate-limit counters by `limiter \0 client IP` (the IP is hashed once per new key).
-    rate_limits: Cache<Arc<Counter>>,
-    key: String,
+    rate_limits: SeriesCache<Arc<Counter>>,
+    key: Key,
     /// Recent 429s on 2FA routes and recent `rate_limit_exceeded` events, for de-duplication:
     /// (event time, client IP).
     recent_429s: VecDeque<(f64, Option<String>)>,
     recent_limit_events: VecDeque<(f64, Option<String>)>,
 }
 
-/// The cache is rebuilt from scratch past this size (a safety net; the families are capped).
-const MAX_CACHED_SERIES: usize = 20_000;
-
 impl Ingest {
     pub fn new(fluxbase: Arc<FluxbaseFamilies>, exporter: Arc<ExporterFamilies>) -> Self {
         Ingest {
             fluxbase,
             exporter,
-            http: Cache::default(),
-            storage: Cache::default(),
-            rate_limits: Cache::default(),
-            key: String::new(),
+            http: SeriesCache::default(),
+            storage: SeriesCache::default(),
+            rate_limits: SeriesCache::default(),
+            key: Key::default(),
             recent_429s: VecDeque::new(),
             recent_limit_events: VecDeque::new(),
         }
@@ -233,40 +233,23 @@ impl Ingest {
             return;
         }
         let class = labels::status_class(request.status);
-        self.key.clear();
-        self.key.push_str(&request.method);
-        self.key.push('\0');
-        let path_start = self.key.len();
-        labels::normalize_path_into(&request.path, &mut self.key);
-        let path_end = self.key.len();
-        self.key.push('\0');
-        self.key.push_str(class);
-        if !self.http.contains_key(self.key.as_str()) {
-            let values = [
-                request.method.as_ref(),
-                &self.key[path_start..path_end],
-                class,
-            ];
-            let fluxbase = &self.fluxbase;
-            let series = fluxbase
-                .http_requests_total
-                .get_or_create(&values)
-                .and_then(|requests| {
-                    Some(HttpSeries {
-                        requests,
-                        duration: fluxbase
-                            .http_request_duration_seconds
-                            .get_or_create(&values)?,
-                        size: fluxbase.http_response_size_bytes.get_or_create(&values)?,
-                    })
-                });
-            // A refused label set is not cached: the next event asks (and is counted as
-            // dropped) again.
-            if let Some(series) = series {
-                insert(&mut self.http, self.key.clone(), series);
-            }
-        }
-        if let Some(series) = self.http.get(self.key.as_str()) {
+        self.key
+            .clear()
+            .push(&request.method)
+            .push_with(|text| labels::normalize_path_into(&request.path, text))
+            .push(class);
+        let fluxbase = &self.fluxbase;
+        let series = self.http.get_or_create(&self.key, |key| {
+            let values = key.values::<3>();
+            Some(HttpSeries {
+                requests: fluxbase.http_requests_total.get_or_create(&values)?,
+                duration: fluxbase
+                    .http_request_duration_seconds
+                    .get_or_create(&values)?,
+                size: fluxbase.http_response_size_bytes.get_or_create(&values)?,
+            })
+        });
+        if let Some(series) = series {
             series.requests.inc();
             if let Some(ms) = request.duration_ms {
                 series.duration.observe(ms / 1000.0);
@@ -289,43 +272,31 @@ impl Ingest {
         } else {
             "error"
         };
-        self.key.clear();
-        for (i, part) in [storage.operation, storage.bucket, outcome]
-            .iter()
-            .enumerate()
-        {
-            if i > 0 {
-                self.key.push('\0');
-            }
-            self.key.push_str(part);
-        }
-        if !self.storage.contains_key(self.key.as_str()) {
-            let fluxbase = &self.fluxbase;
+        self.key
+            .clear()
+            .push(storage.operation)
+            .push(storage.bucket)
+            .push(outcome);
+        let fluxbase = &self.fluxbase;
+        let series = self.storage.get_or_create(&self.key, |key| {
+            let values = key.values::<3>();
             let pair = [storage.operation, storage.bucket];
-            let series = fluxbase
-                .storage_operations_total
-                .get_or_create(&[storage.operation, storage.bucket, outcome])
-                .and_then(|operations| {
-                    Some(StorageSeries {
-                        operations,
-                        duration: fluxbase
-                            .storage_operation_duration_seconds
-                            .get_or_create(&pair)?,
-                        // Only a download that answered 2xx retrieved bytes; another's
-                        // `response_bytes` is an error body.
-                        bytes: match (storage.operation, outcome) {
-                            ("download", "success") => {
-                                Some(fluxbase.storage_bytes_total.get_or_create(&pair)?)
-                            }
-                            _ => None,
-                        },
-                    })
-                });
-            if let Some(series) = series {
-                insert(&mut self.storage, self.key.clone(), series);
-            }
-        }
-        if let Some(series) = self.storage.get(self.key.as_str()) {
+            Some(StorageSeries {
+                operations: fluxbase.storage_operations_total.get_or_create(&values)?,
+                duration: fluxbase
+                    .storage_operation_duration_seconds
+                    .get_or_create(&pair)?,
+                // Only a download that answered 2xx retrieved bytes; another's `response_bytes`
+                // is an error body.
+                bytes: match (storage.operation, outcome) {
+                    ("download", "success") => {
+                        Some(fluxbase.storage_bytes_total.get_or_create(&pair)?)
+                    }
+                    _ => None,
+                },
+            })
+        });
+        if let Some(series) = series {
             series.operations.inc();
             if let Some(ms) = request.duration_ms {
                 series.duration.observe(ms / 1000.0);
@@ -352,20 +323,14 @@ impl Ingest {
 
     /// Counts one hit of `limiter` by the client at `ip`.
     fn rate_limit_hit(&mut self, limiter: &'static str, ip: Option<&str>) {
-        self.key.clear();
-        self.key.push_str(limiter);
-        self.key.push('\0');
-        self.key.push_str(ip.unwrap_or(""));
-        if !self.rate_limits.contains_key(self.key.as_str()) {
-            let counter = self
-                .fluxbase
+        self.key.clear().push(limiter).push(ip.unwrap_or(""));
+        let fluxbase = &self.fluxbase;
+        let counter = self.rate_limits.get_or_create(&self.key, |_| {
+            fluxbase
                 .rate_limit_hits_total
-                .get_or_create(&[limiter, &identifier(ip)]);
-            if let Some(counter) = counter {
-                insert(&mut self.rate_limits, self.key.clone(), counter);
-            }
-        }
-        if let Some(counter) = self.rate_limits.get(self.key.as_str()) {
+                .get_or_create(&[limiter, &identifier(ip)])
+        });
+        if let Some(counter) = counter {
             counter.inc();
         }
     }
@@ -450,14 +415,6 @@ impl Ingest {
     }
 }
 
-/// Adds a cache entry, starting the cache over when it is full.
-fn insert<T>(cache: &mut Cache<T>, key: String, value: T) {
-    if cache.len() >= MAX_CACHED_SERIES {
-        cache.clear();
-    }
-    cache.insert(key, value);
-}
-
 /// Removes and reports a remembered event of the same request: close in time, and from the same
 /// client when both sides know it.
 fn take_match(recent: &mut VecDeque<(f64, Option<String>)>, time: f64, ip: Option<&str>) -> bool {
@@ -484,91 +441,71 @@ mod tests {
     use std::time::Instant;
 
     #[test]
-    fn storage_routes_follow_fluxbase() {
-        type Case = (
-            &'static str,
-            &'static str,
-            Option<(&'static str, &'static str)>,
-        );
-        let cases: &[Case] = &[
-            (
-                "POST",
-                "/api/v1/storage/avatars/u/1.png",
-                Some(("upload", "avatars")),
-            ),
-            (
-                "POST",
-                "/api/v1/storage/avatars/multipart",
-                Some(("upload", "avatars")),
-            ),
-            (
-                "POST",
-                "/api/v1/storage/avatars/stream/big.bin",
-                Some(("upload", "avatars")),
-            ),
-            (
-                "POST",
-                "/api/v1/storage/avatars/chunked/abc123/complete",
-                Some(("upload", "avatars")),
-            ),
-            ("POST", "/api/v1/storage/avatars/chunked/init", None),
-            ("PUT", "/api/v1/storage/avatars/chunked/abc123/3", None),
-            ("GET", "/api/v1/storage/avatars/chunked/abc123/status", None),
-            (
-                "GET",
-                "/api/v1/storage/avatars/u/1.png",
-                Some(("download", "avatars")),
-            ),
-            (
-                "HEAD",
-                "/api/v1/storage/docs/a.pdf",
-                Some(("download", "docs")),
-            ),
-            (
-                "DELETE",
-                "/api/v1/storage/docs/a.pdf",
-                Some(("delete", "docs")),
-            ),
-            ("GET", "/api/v1/storage/docs", None),
-            ("GET", "/api/v1/storage/docs/", None),
-            ("GET", "/api/v1/storage/buckets", None),
-            ("POST", "/api/v1/storage/buckets/docs", None),
-            ("DELETE", "/api/v1/storage/buckets/docs", None),
-            ("POST", "/api/v1/storage/docs/sign/a.pdf", None),
-            ("POST", "/api/v1/storage/docs/a.pdf/share", None),
-            ("DELETE", "/api/v1/storage/docs/a.pdf/share/u1", None),
-            ("GET", "/api/v1/storage/docs/a.pdf/shares", None),
-            ("POST", "/api/v1/storage/docs/copy", None),
-            ("POST", "/api/v1/storage/docs/move", None),
-            ("GET", "/api/v1/storage/object", None),
-            ("GET", "/api/v1/tables/docs", None),
-            ("PATCH", "/api/v1/storage/docs/a.pdf", None),
-        ];
-        for (method, path, expected) in cases {
-            let found = storage_operation(method, path).map(|op| (op.operation, op.bucket));
-            assert_eq!(found, *expected, "{method} {path}");
-        }
+    fn a_key_gives_back_the_values_it_was_built_from() {
+        let mut key = Key::default();
+        key.clear()
+            .push("GET")
+            .push_with(|text| text.push_str("/a\0b"))
+            .push("");
+        assert_eq!(key.text, "GET\0/a\0b\0");
+        assert_eq!(key.values::<3>(), ["GET", "/a\0b", ""]);
+        assert_eq!(key.values::<4>(), ["GET", "/a\0b", "", ""]);
+        key.clear().push("x");
+        assert_eq!(key.values::<2>(), ["x", ""]);
     }
 
     #[test]
-    fn limiters_by_route() {
-        let cases = [
-            ("/api/v1/auth/signin", "auth_login"),
-            ("/api/v1/auth/signup", "auth_signup"),
-            ("/api/v1/auth/refresh", "auth_refresh"),
-            ("/api/v1/auth/magiclink", "auth_magic_link"),
-            ("/api/v1/auth/verify-email/resend", "auth_magic_link"),
-            ("/api/v1/auth/password/reset", "auth_password_reset"),
-            ("/api/v1/auth/2fa/verify", "auth_2fa"),
-            ("/api/v1/auth/otp/verify", "auth_2fa"),
-            ("/api/v1/storage/avatars/stream/x.bin", "storage_upload"),
-            ("/api/v1/storage/avatars/chunked/init", "storage_upload"),
-            ("/api/v1/storage/avatars/x.bin", "global"),
-            ("/api/v1/tables/users", "global"),
-        ];
-        for (path, limiter) in cases {
-            assert_eq!(limiter_type(path), limiter, "{path}");
+    fn the_series_cache_creates_once_and_keeps_no_refusal() {
+        let mut cache = SeriesCache::<u32>::default();
+        let mut key = Key::default();
+        let mut created = 0;
+        for _ in 0..3 {
+            key.clear().push("a").push("b");
+            let found = cache.get_or_create(&key, |key| {
+                created += 1;
+                assert_eq!(key.values::<2>(), ["a", "b"]);
+                Some(7)
+            });
+            assert_eq!(found, Some(&7));
         }
+        assert_eq!(created, 1);
+        let mut asked = 0;
+        for _ in 0..2 {
+            key.clear().push("refused");
+            let found = cache.get_or_create(&key, |_| {
+                asked += 1;
+                None
+            });
+            assert_eq!(found, None);
+        }
+        assert_eq!(asked, 2, "a refused label set is asked for again");
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn the_series_cache_starts_over_when_full() {
+        let mut cache = SeriesCache::<usize>::default();
+        let mut key = Key::default();
+        for i in 0..MAX_CACHED_SERIES {
+            key.clear().push(&i.to_string());
+            cache.get_or_create(&key, |_| Some(i));
+        }
+        assert_eq!(cache.len(), MAX_CACHED_SERIES);
+        key.clear().push("one more");
+        assert_eq!(cache.get_or_create(&key, |_| Some(0)), Some(&0));
+        assert_eq!(cache.len(), 1);
+        key.clear().push("5");
+        assert_eq!(cache.get_or_create(&key, |_| Some(55)), Some(&55));
+    }
+
+    /// Fails naming every expected sample line that `samples` lacks.
+    fn assert_contains<S: AsRef<str>>(samples: &[String], expected: &[S]) {
+        let missing: Vec<&str> = expected
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|line| !samples.iter().any(|sample| sample == line))
+            .collect();
+        assert!(missing.is_empty(), "missing {missing:#?}\nin {samples:#?}");
     }
 
     struct Fixture {
@@ -622,19 +559,17 @@ mod tests {
             r#"{"message":"HTTP request","method":"POST","path":"/api/v1/tables/t/records/12","status":201,"duration_ms":2.5}"#,
         ]);
         let samples = fixture.samples();
-        for expected in [
-            "fluxbase_http_requests_total{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 2",
-            "fluxbase_http_requests_total{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 1",
-            "fluxbase_http_request_duration_seconds_sum{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 0.02",
-            "fluxbase_http_request_duration_seconds_count{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 1",
-            "fluxbase_http_response_size_bytes_sum{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 150",
-            "fluxbase_http_response_size_bytes_count{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 0",
-        ] {
-            assert!(
-                samples.contains(&expected.to_owned()),
-                "missing {expected}\n{samples:#?}"
-            );
-        }
+        assert_contains(
+            &samples,
+            &[
+                "fluxbase_http_requests_total{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 2",
+                "fluxbase_http_requests_total{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 1",
+                "fluxbase_http_request_duration_seconds_sum{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 0.02",
+                "fluxbase_http_request_duration_seconds_count{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 1",
+                "fluxbase_http_response_size_bytes_sum{method=\"GET\",path=\"/api/v1/users/:id\",status=\"4xx\"} 150",
+                "fluxbase_http_response_size_bytes_count{method=\"POST\",path=\"/api/v1/tables/t/records/:id\",status=\"2xx\"} 0",
+            ],
+        );
     }
 
     #[test]
@@ -646,19 +581,17 @@ mod tests {
             r#"{"message":"HTTP request","method":"POST","path":"/api/v1/storage/docs/c.pdf","status":500,"duration_ms":100,"response_bytes":10}"#,
         ]);
         let samples = fixture.samples();
-        for expected in [
-            "fluxbase_storage_operations_total{operation=\"download\",bucket=\"docs\",status=\"success\"} 1",
-            "fluxbase_storage_operations_total{operation=\"download\",bucket=\"docs\",status=\"error\"} 1",
-            "fluxbase_storage_operations_total{operation=\"upload\",bucket=\"docs\",status=\"error\"} 1",
-            // The 404's 30 bytes were an error body, not a retrieval.
-            "fluxbase_storage_bytes_total{operation=\"download\",bucket=\"docs\"} 2048",
-            "fluxbase_storage_operation_duration_seconds_count{operation=\"download\",bucket=\"docs\"} 2",
-        ] {
-            assert!(
-                samples.contains(&expected.to_owned()),
-                "missing {expected}\n{samples:#?}"
-            );
-        }
+        assert_contains(
+            &samples,
+            &[
+                "fluxbase_storage_operations_total{operation=\"download\",bucket=\"docs\",status=\"success\"} 1",
+                "fluxbase_storage_operations_total{operation=\"download\",bucket=\"docs\",status=\"error\"} 1",
+                "fluxbase_storage_operations_total{operation=\"upload\",bucket=\"docs\",status=\"error\"} 1",
+                // The 404's 30 bytes were an error body, not a retrieval.
+                "fluxbase_storage_bytes_total{operation=\"download\",bucket=\"docs\"} 2048",
+                "fluxbase_storage_operation_duration_seconds_count{operation=\"download\",bucket=\"docs\"} 2",
+            ],
+        );
         assert!(
             !samples
                 .iter()
@@ -681,20 +614,18 @@ mod tests {
             r#"{"message":"Security warning","event_type":"account_locked"}"#,
         ]);
         let samples = fixture.samples();
-        for expected in [
-            "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"} 3",
-            "fluxbase_auth_attempts_total{method=\"password\",result=\"success\"} 1",
-            "fluxbase_auth_attempts_total{method=\"sso\",result=\"success\"} 1",
-            "fluxbase_auth_success_total{method=\"password\"} 1",
-            "fluxbase_auth_failure_total{method=\"password\",reason=\"account_locked\"} 1",
-            "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"} 1",
-            "fluxbase_auth_failure_total{method=\"password\",reason=\"other\"} 1",
-        ] {
-            assert!(
-                samples.contains(&expected.to_owned()),
-                "missing {expected}\n{samples:#?}"
-            );
-        }
+        assert_contains(
+            &samples,
+            &[
+                "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"} 3",
+                "fluxbase_auth_attempts_total{method=\"password\",result=\"success\"} 1",
+                "fluxbase_auth_attempts_total{method=\"sso\",result=\"success\"} 1",
+                "fluxbase_auth_success_total{method=\"password\"} 1",
+                "fluxbase_auth_failure_total{method=\"password\",reason=\"account_locked\"} 1",
+                "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"} 1",
+                "fluxbase_auth_failure_total{method=\"password\",reason=\"other\"} 1",
+            ],
+        );
     }
 
     /// Regression: the 5th wrong password in a row is logged as `account_locked`, not
@@ -712,15 +643,13 @@ mod tests {
             r#"{"message":"Security warning","event_type":"account_locked","details":{"failed_attempts":5}}"#,
         ]);
         let samples = fixture.samples();
-        for expected in [
-            "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"} 5",
-            "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"} 5",
-        ] {
-            assert!(
-                samples.contains(&expected.to_owned()),
-                "missing {expected}\n{samples:#?}"
-            );
-        }
+        assert_contains(
+            &samples,
+            &[
+                "fluxbase_auth_attempts_total{method=\"password\",result=\"failure\"} 5",
+                "fluxbase_auth_failure_total{method=\"password\",reason=\"invalid_password\"} 5",
+            ],
+        );
     }
 
     /// Regression: `token_refresh` is never emitted; Fluxbase counts an access and a refresh
@@ -734,15 +663,13 @@ mod tests {
             r#"{"message":"Security event","event_type":"token_refresh"}"#,
         ]);
         let samples = fixture.samples();
-        for expected in [
-            "fluxbase_auth_tokens_issued_total{token_type=\"access\"} 2",
-            "fluxbase_auth_tokens_issued_total{token_type=\"refresh\"} 2",
-        ] {
-            assert!(
-                samples.contains(&expected.to_owned()),
-                "missing {expected}\n{samples:#?}"
-            );
-        }
+        assert_contains(
+            &samples,
+            &[
+                "fluxbase_auth_tokens_issued_total{token_type=\"access\"} 2",
+                "fluxbase_auth_tokens_issued_total{token_type=\"refresh\"} 2",
+            ],
+        );
     }
 
     /// Regression: dashboard sign-ins and `tenant_mismatch` were counted; Fluxbase counts
@@ -784,21 +711,19 @@ mod tests {
             r#"{"time":500,"message":"HTTP request","method":"GET","path":"/api/v1/tables/x","status":429}"#,
         ]);
         let samples = fixture.samples();
-        for expected in [
-            format!(
-                "fluxbase_rate_limit_hits_total{{limiter_type=\"auth_2fa\",identifier=\"{hash}\"}} 4"
-            ),
-            format!(
-                "fluxbase_rate_limit_hits_total{{limiter_type=\"auth_login\",identifier=\"{hash}\"}} 1"
-            ),
-            "fluxbase_rate_limit_hits_total{limiter_type=\"global\",identifier=\"unknown\"} 1"
-                .to_owned(),
-        ] {
-            assert!(
-                samples.contains(&expected),
-                "missing {expected}\n{samples:#?}"
-            );
-        }
+        assert_contains(
+            &samples,
+            &[
+                format!(
+                    "fluxbase_rate_limit_hits_total{{limiter_type=\"auth_2fa\",identifier=\"{hash}\"}} 4"
+                ),
+                format!(
+                    "fluxbase_rate_limit_hits_total{{limiter_type=\"auth_login\",identifier=\"{hash}\"}} 1"
+                ),
+                "fluxbase_rate_limit_hits_total{limiter_type=\"global\",identifier=\"unknown\"} 1"
+                    .to_owned(),
+            ],
+        );
         assert!(
             !samples.iter().any(|s| s.contains(ip)),
             "the raw IP never becomes a label"

@@ -36,7 +36,6 @@ pub struct HttpRequest<'a> {
     pub duration_ms: Option<f64>,
     pub response_bytes: Option<f64>,
     pub ip: Option<Cow<'a, str>>,
-    pub request_id: Option<Cow<'a, str>>,
 }
 
 /// `message: "Security event" | "Security warning"`.
@@ -91,7 +90,6 @@ struct Fields<'a> {
     response_bytes: Option<f64>,
     ip: Option<Cow<'a, str>>,
     ip_address: Option<Cow<'a, str>>,
-    request_id: Option<Cow<'a, str>>,
     event_type: Option<Cow<'a, str>>,
     reason: Option<Cow<'a, str>>,
     sso: Option<bool>,
@@ -116,7 +114,6 @@ fn read_fields(text: &[u8]) -> Result<Fields<'_>, Skip> {
             b"response_bytes" => fields.response_bytes = value.number()?,
             b"ip" => fields.ip = value.string()?,
             b"ip_address" => fields.ip_address = value.string()?,
-            b"request_id" => fields.request_id = value.string()?,
             b"event_type" => fields.event_type = value.string()?,
             b"operation" => fields.operation = value.string()?,
             b"table" => fields.table = value.string()?,
@@ -162,18 +159,15 @@ pub struct Row<'a> {
     pub time: f64,
     pub message: &'a str,
     pub ip_address: Option<&'a str>,
-    pub request_id: Option<&'a str>,
     pub fields: &'a str,
 }
 
 pub fn parse_row<'a>(row: &Row<'a>) -> Result<Event<'a>, Skip> {
     let mut fields = read_fields(row.fields.as_bytes())?;
-    // Fluxbase moves these keys out of `fields` into columns.
+    // Fluxbase moves the client IP out of `fields` into its column (and `request_id` into
+    // another, which no family needs: it is not read).
     if fields.ip.is_none() && fields.ip_address.is_none() {
         fields.ip_address = row.ip_address.map(Cow::Borrowed);
-    }
-    if fields.request_id.is_none() {
-        fields.request_id = row.request_id.map(Cow::Borrowed);
     }
     event(Some(row.message), Some(row.time), fields)
 }
@@ -224,7 +218,6 @@ fn http_request(fields: Fields<'_>) -> Result<HttpRequest<'_>, Skip> {
         duration_ms: finite_non_negative(fields.duration_ms)?,
         response_bytes: finite_non_negative(fields.response_bytes)?,
         ip: fields.ip.or(fields.ip_address),
-        request_id: fields.request_id,
     })
 }
 
@@ -336,7 +329,6 @@ mod tests {
             time: 1_705_314_600.0,
             message: "HTTP request",
             ip_address: Some("192.0.2.1"),
-            request_id: Some("r9"),
             fields: r#"{"method":"DELETE","path":"/api/v1/storage/docs/a.pdf","status":204,"duration_ms":12,"response_bytes":0}"#,
         };
         let event = parse_row(&row).unwrap();
@@ -345,7 +337,6 @@ mod tests {
             panic!()
         };
         assert_eq!(request.ip.as_deref(), Some("192.0.2.1"));
-        assert_eq!(request.request_id.as_deref(), Some("r9"));
         assert_eq!(request.status, 204);
     }
 }

@@ -479,7 +479,6 @@ impl DatabaseSource {
                     time: seconds,
                     message: &row.message,
                     ip_address: row.ip_address.as_deref(),
-                    request_id: row.request_id.as_deref(),
                     fields: &row.fields,
                 });
                 match parsed {
