@@ -464,21 +464,8 @@ impl DatabaseWorker {
             .realtime_listeners
             .set(&[], activity.listeners as f64);
 
-        if self.failures_in_a_row > 0 {
-            log::info!(database = self.target.as_str(); "database reachable again");
-        }
-        self.failures_in_a_row = 0;
-        self.last_success = Some(now);
+        self.reachable(now, latency);
         let stale_after = self.stale_after();
-        self.out.health.database.publish(Some(CheckReport {
-            status: Status::Healthy,
-            latency: Some(latency),
-            message: None,
-            checked_at: now,
-            last_success: Some(now),
-            stale_after,
-            stale_status: Status::Unhealthy,
-        }));
         let listening = activity.listeners > 0;
         self.out.health.realtime.publish(Some(CheckReport {
             status: if listening { Status::Healthy } else { Status::Degraded },
@@ -691,6 +678,25 @@ impl DatabaseWorker {
         leads
     }
 
+    /// The database answered the liveness ping: health `database` is healthy, and a recovery is
+    /// logged once.
+    fn reachable(&mut self, now: Instant, latency: Duration) {
+        if self.failures_in_a_row > 0 {
+            log::info!(database = self.target.as_str(); "database reachable again");
+        }
+        self.failures_in_a_row = 0;
+        self.last_success = Some(now);
+        self.out.health.database.publish(Some(CheckReport {
+            status: Status::Healthy,
+            latency: Some(latency),
+            message: None,
+            checked_at: now,
+            last_success: Some(now),
+            stale_after: self.stale_after(),
+            stale_status: Status::Unhealthy,
+        }));
+    }
+
     /// A follower's round: its own liveness ping and `database` health, nothing database-wide
     /// (no `pg_stat_activity`, no `pg_stat_statements`, no aggregates, no `realtime` verdict
     /// while the database answers). Also the round of an exporter that could not try the lock,
@@ -711,20 +717,7 @@ impl DatabaseWorker {
                 // The leader checks realtime.
                 self.out.health.realtime.publish(None);
                 self.statements_state = "read by the leader".to_owned();
-                if self.failures_in_a_row > 0 {
-                    log::info!(database = self.target.as_str(); "database reachable again");
-                }
-                self.failures_in_a_row = 0;
-                self.last_success = Some(now);
-                self.out.health.database.publish(Some(CheckReport {
-                    status: Status::Healthy,
-                    latency: Some(latency),
-                    message: None,
-                    checked_at: now,
-                    last_success: Some(now),
-                    stale_after: self.stale_after(),
-                    stale_status: Status::Unhealthy,
-                }));
+                self.reachable(now, latency);
                 self.live = Some(LiveReading {
                     read_at: SystemTime::now(),
                     latency,
