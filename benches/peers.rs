@@ -4,6 +4,8 @@
 //! cluster with the Fluxbase fixture loaded. Prints markdown for BENCHMARKS.md and draws
 //! `benchmarks/latency.png`.
 
+#[path = "common/clients.rs"]
+mod clients;
 mod common;
 #[path = "../tests/it/harness.rs"]
 #[allow(dead_code)]
@@ -16,10 +18,10 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use clients::{get_body, scrape_many};
 use common::{Peer, Proc, Wrk, quantile, series_count, wrk};
 use harness::{Exporter, read_response};
 use postgres::{Cluster, free_port};
@@ -565,50 +567,6 @@ fn storage_root() -> std::path::PathBuf {
         }
     }
     root
-}
-
-fn get_body(addr: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .expect("send");
-    let response = read_response(&mut stream, true).expect("response");
-    String::from_utf8_lossy(&response.body).into_owned()
-}
-
-/// `total` scrapes with gzip over `clients` keep-alive connections; how many were done and
-/// how long they took (bounded at 10 minutes).
-fn scrape_many(addr: SocketAddr, total: usize, clients: usize) -> (usize, Duration) {
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..clients)
-        .map(|_| {
-            let next = Arc::clone(&next);
-            thread::spawn(move || {
-                let mut stream = TcpStream::connect(addr).expect("connect");
-                stream.set_nodelay(true).expect("nodelay");
-                stream
-                    .set_read_timeout(Some(SCRAPE_TIMEOUT))
-                    .expect("timeout");
-                let request =
-                    b"GET /metrics HTTP/1.1\r\nHost: bench\r\nAccept-Encoding: gzip\r\n\r\n";
-                let mut done = 0;
-                while next.fetch_add(1, Ordering::Relaxed) < total
-                    && started.elapsed() < Duration::from_secs(600)
-                {
-                    stream.write_all(request).expect("send");
-                    let response = read_response(&mut stream, true).expect("response");
-                    assert_eq!(response.status, 200);
-                    done += 1;
-                }
-                done
-            })
-        })
-        .collect();
-    let done = workers.into_iter().map(|w| w.join().expect("client")).sum();
-    (done, started.elapsed())
 }
 
 /// Median time from spawn to the first 200 from `/metrics`, over ten fresh processes.

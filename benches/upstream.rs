@@ -3,6 +3,8 @@
 //! beside the same exporter without an upstream; and `/metrics` latency with the upstream up
 //! against the upstream in a black hole.
 
+#[path = "common/clients.rs"]
+mod clients;
 mod common;
 #[path = "../tests/it/harness.rs"]
 #[allow(dead_code)]
@@ -15,11 +17,10 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use clients::{get_body, scrape_many};
 use common::{Proc, quantile};
 use fluxbase_exporter::metrics::SeriesLimit;
 use fluxbase_exporter::upstream::{parse, scrape};
@@ -270,49 +271,6 @@ fn wait_until_merged(exporter: &Exporter) -> String {
         assert!(Instant::now() < deadline, "the upstream was never merged");
         thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn get_body(addr: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .expect("send");
-    let response = read_response(&mut stream, true).expect("response");
-    String::from_utf8_lossy(&response.body).into_owned()
-}
-
-/// `total` scrapes with gzip over `clients` keep-alive connections (bounded at 10 minutes).
-fn scrape_many(addr: SocketAddr, total: usize, clients: usize) -> (usize, Duration) {
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..clients)
-        .map(|_| {
-            let next = Arc::clone(&next);
-            thread::spawn(move || {
-                let mut stream = TcpStream::connect(addr).expect("connect");
-                stream.set_nodelay(true).expect("nodelay");
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(10)))
-                    .expect("timeout");
-                let request =
-                    b"GET /metrics HTTP/1.1\r\nHost: bench\r\nAccept-Encoding: gzip\r\n\r\n";
-                let mut done = 0;
-                while next.fetch_add(1, Ordering::Relaxed) < total
-                    && started.elapsed() < Duration::from_secs(600)
-                {
-                    stream.write_all(request).expect("send");
-                    let response = read_response(&mut stream, true).expect("response");
-                    assert_eq!(response.status, 200);
-                    done += 1;
-                }
-                done
-            })
-        })
-        .collect();
-    let done = workers.into_iter().map(|w| w.join().expect("client")).sum();
-    (done, started.elapsed())
 }
 
 /// p50, p99 and max of `count` sequential scrapes on one keep-alive connection, in ms.
